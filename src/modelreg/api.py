@@ -1,0 +1,459 @@
+"""What a user does with models, as plain functions: push, pull, inspect, copy, tag, list.
+
+The CLI is a thin layer over these; a training script calls :func:`push` with the
+lineage it knows and lets the rest be captured.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import lineage as lineage_mod
+from .errors import IntegrityError, InvalidInput, RegistryError
+from .hashcache import DigestCache
+from .lineage import Lineage
+from .oci import ANNOTATION_TITLE, Manifest
+from .packing import LayerPlan, read_single_file
+from .reference import Reference, parse_reference
+from .store import Stores, credentials
+from .store.base import Repository
+from .store.transport import Transport
+from .transfer import (
+    ANNOTATION_FILES,
+    Progress,
+    copy_manifest,
+    fetch_model_manifest,
+    meta_layer,
+    model_layers,
+    pull_model,
+    push_model,
+    read_small_blob,
+)
+from .versions import (
+    Published,
+    VersionInfo,
+    find_version,
+    list_versions,
+    publish,
+    repair_versions,
+    resolve_reference_tag,
+    stage_names,
+    tag_alias,
+)
+
+MAX_LINEAGE_BLOB = 64 * 1024 * 1024
+
+
+def _reference(value: str | Reference) -> Reference:
+    return value if isinstance(value, Reference) else parse_reference(value)
+
+
+def digest_cache(stores: Stores) -> DigestCache:
+    return DigestCache(stores.home / "cache" / "digests.sqlite")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    repository: str
+    digest: str
+    version: int
+    created: str
+    existed: bool
+    size: int
+    uploaded: int
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": self.digest,
+            "reference": self.reference,
+            "version": self.version,
+            "tag": f"v{self.version}",
+            "created": self.created,
+            "existed": self.existed,
+            "size": self.size,
+            "uploaded": self.uploaded,
+            "aliases": list(self.aliases),
+        }
+
+
+def push(
+    path: str | Path,
+    repository: str | Reference,
+    *,
+    lineage: Lineage | None = None,
+    packages: bytes | None = None,
+    capture: bool = True,
+    code_dir: str | Path | None = ".",
+    data: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    description: str | None = None,
+    aliases: Sequence[str] = (),
+    stores: Stores | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Push a model file or directory with its lineage; returns its version and digest.
+
+    With ``capture`` (the default) the code (git at ``code_dir``) and the
+    environment are recorded automatically; every field can be given explicitly
+    instead. Pushing the same files with the same lineage again reports the
+    existing version.
+    """
+    stores = stores or Stores()
+    target = _reference(repository)
+    if target.digest:
+        raise InvalidInput(
+            f"cannot push to a digest reference {target}",
+            "push to a repository name; the digest is computed from the content",
+        )
+    cache = digest_cache(stores)
+    if lineage is None:
+        lineage, captured = lineage_mod.capture_lineage(
+            code_dir=Path(code_dir) if (capture and code_dir is not None) else None,
+            data=data,
+            params=params,
+            metrics=metrics,
+            annotations=annotations,
+            description=description,
+            capture_env=capture,
+            file_sha256=lambda p: cache.file_sha256(p),
+        )
+        packages = packages if packages is not None else captured
+    meta: list[LayerPlan] = []
+
+    def store_blob(name: str, content: bytes) -> str:
+        plan, digest = meta_layer(name, content)
+        meta.append(plan)
+        return digest
+
+    manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
+    repo = stores.repository(target)
+    aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
+    pushed = push_model(
+        repo,
+        Path(path),
+        annotations=manifest_annotations,
+        meta_layers=meta,
+        cache=cache,
+        progress=progress,
+    )
+    published = publish(repo, pushed.manifest_bytes, pushed.descriptor.media_type, aliases=aliases)
+    return PushResult(
+        repository=repo.name,
+        digest=published.digest,
+        version=published.version,
+        created=published.created,
+        existed=published.existed,
+        size=sum(layer.size for layer in pushed.manifest.layers),
+        uploaded=pushed.uploaded_bytes,
+        aliases=aliases,
+    )
+
+
+@dataclass(frozen=True)
+class PullResult:
+    repository: str
+    digest: str
+    path: Path
+    files: tuple[str, ...]
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": self.digest,
+            "reference": self.reference,
+            "path": str(self.path),
+            "files": list(self.files),
+        }
+
+
+def open_reference(stores: Stores, reference: str | Reference) -> tuple[Repository, str]:
+    """The repository and the tag-or-digest a read of ``reference`` should fetch."""
+    ref = _reference(reference)
+    repo = stores.repository(ref)
+    return repo, resolve_reference_tag(repo, ref.identifier)
+
+
+def pull(
+    reference: str | Reference,
+    destination: str | Path,
+    *,
+    force: bool = False,
+    stores: Stores | None = None,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Write a model's files into ``destination``, every byte verified, all or nothing."""
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference)
+    pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+    return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    manifest: Manifest
+    version: int | None = None
+    tags: tuple[str, ...] = ()
+    lineage: Lineage | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": self.digest,
+            "reference": self.reference,
+            "version": self.version,
+            "mediaType": self.media_type,
+            "artifactType": self.manifest.artifact_type,
+            "size": self.size,
+            "files": dict(self.files),
+            "layers": [
+                {
+                    "digest": layer.digest,
+                    "size": layer.size,
+                    "mediaType": layer.media_type,
+                    "title": layer.annotations.get(ANNOTATION_TITLE),
+                }
+                for layer in self.manifest.layers
+            ],
+            "annotations": dict(self.manifest.annotations),
+            "lineage": lineage_mod.lineage_as_dict(self.lineage) if self.lineage else None,
+        }
+
+
+def inspect(
+    reference: str | Reference, *, stores: Stores | None = None, with_version: bool = True
+) -> ModelInfo:
+    """The manifest, version, files and lineage of a model, without downloading its files."""
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference)
+    descriptor, _, manifest = fetch_model_manifest(repo, identifier)
+    found = find_version(repo, descriptor.digest) if with_version else None
+    return ModelInfo(
+        repository=repo.name,
+        digest=descriptor.digest,
+        media_type=descriptor.media_type,
+        size=sum(layer.size for layer in manifest.layers),
+        manifest=manifest,
+        version=found.version if found else None,
+        lineage=read_lineage(repo, manifest),
+        files=model_files(manifest),
+    )
+
+
+def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
+    """The lineage in a manifest; blobs it names (large params) are fetched on demand."""
+
+    def load_blob(digest: str) -> bytes:
+        return _meta_blob_content(repository, manifest, digest)
+
+    return lineage_mod.from_annotations(manifest.annotations, load_blob)
+
+
+def _meta_blob_content(repository: Repository, manifest: Manifest, digest: str) -> bytes:
+    layer = next((layer for layer in manifest.layers if layer.digest == digest), None)
+    if layer is None:
+        raise IntegrityError(f"the manifest names lineage blob {digest} but has no such layer")
+    content = read_small_blob(repository, layer, MAX_LINEAGE_BLOB)
+    return read_single_file(io.BytesIO(content), limit=MAX_LINEAGE_BLOB)
+
+
+def model_files(manifest: Manifest) -> dict[str, str]:
+    """File name → content identity: file sha256 for bundled files, layer digest otherwise."""
+    files: dict[str, str] = {}
+    for layer in model_layers(manifest):
+        listed = layer.annotations.get(ANNOTATION_FILES)
+        if listed:
+            try:
+                bundled = json.loads(listed)
+            except ValueError:
+                bundled = None
+            if not isinstance(bundled, dict) or not all(
+                isinstance(v, str) for v in bundled.values()
+            ):
+                raise IntegrityError(f"layer {layer.digest}: {ANNOTATION_FILES} is malformed")
+            files.update(bundled)
+            continue
+        title = layer.annotations.get(ANNOTATION_TITLE)
+        if title:
+            files[title] = layer.digest
+    return dict(sorted(files.items()))
+
+
+def copy(
+    source: str | Reference,
+    destination: str | Reference,
+    *,
+    stores: Stores | None = None,
+    progress: Progress | None = None,
+) -> tuple[str, str]:
+    """Copy one model (and what it references) between any two stores; digest preserved.
+
+    Returns the destination repository name and the digest.
+    """
+    stores = stores or Stores()
+    src = _reference(source)
+    dst = _reference(destination)
+    src_repo, identifier = open_reference(stores, src)
+    dst_repo = stores.repository(dst)
+    if dst.digest:
+        raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
+    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
+    _, data = dst_repo.fetch_manifest(descriptor.digest)
+    tags = (dst.tag,) if dst.tag else ()
+    publish(dst_repo, data, descriptor.media_type, aliases=tags)
+    return dst_repo.name, descriptor.digest
+
+
+def tag(reference: str | Reference, alias: str, *, stores: Stores | None = None) -> str:
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference)
+    return tag_alias(repo, identifier, alias)
+
+
+def versions(
+    repository: str | Reference,
+    *,
+    where: Sequence[str] = (),
+    stores: Stores | None = None,
+) -> list[VersionInfo]:
+    """Every version of a repository, optionally filtered by lineage conditions."""
+    stores = stores or Stores()
+    ref = _reference(repository)
+    conditions = [lineage_mod.parse_where(expr) for expr in where]
+    repo = stores.repository(ref)
+
+    def matches(info: VersionInfo) -> bool:
+        if not conditions:
+            return True
+        facts = lineage_mod.lineage_as_dict(lineage_mod.from_annotations(info.annotations))
+        return all(condition.matches(facts) for condition in conditions)
+
+    return list_versions(repo, where=matches)
+
+
+def diff(
+    first: str | Reference, second: str | Reference, *, stores: Stores | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """What changed from ``first`` to ``second``, grouped by lineage part and files."""
+    stores = stores or Stores()
+    sides = []
+    for reference in (first, second):
+        repo, identifier = open_reference(stores, reference)
+        _, _, manifest = fetch_model_manifest(repo, identifier)
+        sides.append((repo, manifest, read_lineage(repo, manifest)))
+    (repo_a, manifest_a, lineage_a), (repo_b, manifest_b, lineage_b) = sides
+    grouped = lineage_mod.diff_lineage(lineage_a, lineage_b)
+    out: dict[str, list[dict[str, Any]]] = {
+        group: [_change(c.path, c.before, c.after) for c in changes]
+        for group, changes in grouped.items()
+    }
+    packages = [
+        _packages(repo, manifest, lin)
+        for repo, manifest, lin in (
+            (repo_a, manifest_a, lineage_a),
+            (repo_b, manifest_b, lineage_b),
+        )
+    ]
+    out["environment"].extend(
+        _change(f"packages.{name}", packages[0].get(name), packages[1].get(name))
+        for name in sorted(set(packages[0]) | set(packages[1]))
+        if packages[0].get(name) != packages[1].get(name)
+    )
+    files_a, files_b = model_files(manifest_a), model_files(manifest_b)
+    out["files"] = [
+        _change(name, files_a.get(name), files_b.get(name))
+        for name in sorted(set(files_a) | set(files_b))
+        if files_a.get(name) != files_b.get(name)
+    ]
+    return out
+
+
+def _change(path: str, before: Any, after: Any) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        return None if value is lineage_mod.MISSING else value
+
+    return {"path": path, "before": plain(before), "after": plain(after)}
+
+
+def _packages(repository: Repository, manifest: Manifest, lineage: Lineage) -> dict[str, str]:
+    digest = lineage.environment.packages_digest if lineage.environment else None
+    if not digest or not any(layer.digest == digest for layer in manifest.layers):
+        return {}
+    text = _meta_blob_content(repository, manifest, digest).decode("utf-8", "replace")
+    found = {}
+    for line in text.splitlines():
+        name, sep, version = line.partition("==")
+        if sep:
+            found[name] = version
+    return found
+
+
+def repair(repository: str | Reference, *, stores: Stores | None = None) -> list[Published]:
+    """Give every pushed digest that lost a version race the next free number."""
+    stores = stores or Stores()
+    return repair_versions(stores.repository(_reference(repository)))
+
+
+def login(host: str, username: str, secret: str, *, stores: Stores | None = None) -> str:
+    """Check the credentials against the registry, then store them as docker login does.
+
+    Returns where they were stored (config.json or a credential helper).
+    """
+    stores = stores or Stores()
+    creds = credentials.Credentials(username, secret)
+    transport = Transport(host, stores.options, lambda: creds)
+    try:
+        response = transport.request("GET", "/v2/", scope="")
+        response.close()
+        if response.status_code != 200:
+            raise RegistryError(f"registry {host} answered HTTP {response.status_code} on /v2/")
+    finally:
+        transport.close()
+    return credentials.save(host, creds)
+
+
+def logout(host: str) -> bool:
+    return credentials.remove(host)
+
+
+__all__ = [
+    "ModelInfo",
+    "PullResult",
+    "PushResult",
+    "copy",
+    "diff",
+    "inspect",
+    "login",
+    "logout",
+    "pull",
+    "push",
+    "repair",
+    "stage_names",
+    "tag",
+    "versions",
+]

@@ -1,0 +1,68 @@
+"""The typer application, its global options and the shared context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..store import RegistryOptions, Stores
+
+app = typer.Typer(
+    name="modelreg",
+    help="A model registry on any OCI registry: push, version, promote and resolve models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class Settings:
+    home: Path | None = None
+    ca_cert: str | None = None
+    timeout: float | None = None
+    plain_http: bool | None = None
+    _stores: Stores | None = field(default=None, repr=False)
+
+    def stores(self) -> Stores:
+        if self._stores is None:
+            options = RegistryOptions.from_env(
+                ca_cert=self.ca_cert, timeout=self.timeout, plain_http=self.plain_http
+            )
+            self._stores = Stores(home=self.home, options=options)
+        return self._stores
+
+
+settings = Settings()
+
+
+@app.callback()
+def _global_options(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home", envvar="MODELREG_HOME", help="Local store and caches [default: ~/.modelreg]."
+        ),
+    ] = None,
+    ca_cert: Annotated[
+        str | None,
+        typer.Option("--ca-cert", help="CA bundle for registries with a private CA."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds to wait for an unreachable registry [5]."),
+    ] = None,
+    plain_http: Annotated[
+        bool | None,
+        typer.Option("--plain-http", help="Talk plain HTTP to the registry (loopback: automatic)."),
+    ] = None,
+) -> None:
+    settings.home = home
+    settings.ca_cert = ca_cert
+    settings.timeout = timeout
+    settings.plain_http = plain_http
+    settings._stores = None

@@ -1,0 +1,73 @@
+"""Printing: results to stdout (text or --json), errors and progress to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..transfer import Progress, TransferEvent
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def note(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+@contextmanager
+def transfer_progress(enabled: bool) -> Iterator[Progress | None]:
+    """A rich progress display on stderr when it is a terminal; silent otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    bars = RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(event: TransferEvent) -> None:
+        key = event.title
+        if key not in tasks:
+            tasks[key] = bars.add_task(f"{event.action:8} {event.title[:40]}", total=event.total)
+        bars.update(
+            tasks[key],
+            completed=event.done,
+            description=f"{event.action:8} {event.title[:40]}",
+        )
+
+    with bars:
+        yield update

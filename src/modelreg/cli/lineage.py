@@ -1,0 +1,138 @@
+"""Commands that answer questions: versions, show, lineage, diff."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from .. import api
+from .. import lineage as lineage_mod
+from ._app import app, settings
+from ._output import emit_json, human_size, say
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command()
+def versions(
+    repository: Annotated[str, typer.Argument(help="Repository: fraud or HOST/REPO.")],
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Filter, e.g. 'metrics.auc>=0.9' or 'params.lr=0.01'."),
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Number pushed digests that lost a version race.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List versions: number, digest, created, size, aliases, stages, metrics."""
+    stores = settings.stores()
+    if repair:
+        for fixed in api.repair(repository, stores=stores):
+            say(f"repaired: {fixed.digest} is now v{fixed.version}")
+    found = api.versions(repository, where=where or [], stores=stores)
+    rows = []
+    for info in found:
+        row = info.to_dict()
+        row["metrics"] = lineage_mod.from_annotations(info.annotations).metrics
+        rows.append(row)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        say("no versions" + (" match" if where else ""))
+        return
+    say(f"{'VERSION':8} {'DIGEST':19} {'CREATED':20} {'SIZE':>10}  TAGS / METRICS")
+    for row in rows:
+        tags = " ".join([*row["stages"], *row["aliases"]])
+        metrics = " ".join(f"{k}={v:g}" for k, v in sorted(row["metrics"].items()))
+        say(
+            f"v{row['version']:<7} {row['digest'][:19]} {row['created'] or '-':20} "
+            f"{human_size(row['size']):>10}  {' '.join(x for x in (tags, metrics) if x)}"
+        )
+
+
+@app.command()
+def show(
+    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A version's digest, files and full lineage."""
+    info = api.inspect(reference, stores=settings.stores())
+    data = info.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    say(f"{info.reference}")
+    if info.version is not None:
+        say(f"version: v{info.version}")
+    say(f"size:    {human_size(info.size)}")
+    say("files:")
+    for name in info.files:
+        say(f"  {name}")
+    _print_lineage(data["lineage"] or {})
+
+
+@app.command(name="lineage")
+def lineage_command(
+    reference: Annotated[str, typer.Argument(help="REPO[:TAG|:STAGE][@DIGEST].")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Which data, code, parameters and environment made this model."""
+    info = api.inspect(reference, stores=settings.stores())
+    facts = lineage_mod.lineage_as_dict(info.lineage) if info.lineage else {}
+    if as_json:
+        emit_json({"reference": info.reference, "version": info.version, **facts})
+        return
+    say(f"{info.reference}" + (f"  (v{info.version})" if info.version else ""))
+    _print_lineage(facts)
+
+
+def _print_lineage(facts: dict[str, Any]) -> None:
+    for group in ("data", "code", "params", "metrics", "environment", "annotations"):
+        value = facts.get(group)
+        if value in (None, {}, [], ""):
+            continue
+        say(f"{group}:")
+        if isinstance(value, list):
+            for item in value:
+                say(f"  - {_inline(item)}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                say(f"  {key}: {_inline(item)}")
+        else:
+            say(f"  {value}")
+    if facts.get("description"):
+        say(f"description: {facts['description']}")
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_inline(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+@app.command()
+def diff(
+    first: Annotated[str, typer.Argument(help="The older model reference.")],
+    second: Annotated[str, typer.Argument(help="The newer model reference.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """What changed between two versions: data, code, params, environment, metrics, files."""
+    changes = api.diff(first, second, stores=settings.stores())
+    if as_json:
+        emit_json(changes)
+        return
+    if not any(changes.values()):
+        say("no differences")
+        return
+    for group, items in changes.items():
+        if not items:
+            continue
+        say(f"{group}:")
+        for change in items:
+            say(f"  {change['path']}: {_inline(change['before'])} -> {_inline(change['after'])}")

@@ -1,0 +1,169 @@
+"""Commands on models: push, pull, inspect, copy, tag, versions, show, lineage, diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import api
+from .. import lineage as lineage_mod
+from ..errors import InvalidInput
+from ._app import app, settings
+from ._output import emit_json, human_size, say, transfer_progress
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{what} {item!r} is not KEY=VALUE", f"write {what} as key=value")
+        out[key] = value
+    return out
+
+
+@app.command()
+def push(
+    path: Annotated[Path, typer.Argument(help="Model file or directory.")],
+    repository: Annotated[str, typer.Argument(help="fraud, or HOST[:PORT]/REPO for a registry.")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Alias tag.")] = None,
+    data: Annotated[
+        list[str] | None, typer.Option("--data", help="Dataset: a path, or URI[@VERSION].")
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option("--params", help="Hyperparameters (JSON/YAML/TOML).")
+    ] = None,
+    param: Annotated[list[str] | None, typer.Option("-p", help="Hyperparameter KEY=VALUE.")] = None,
+    metrics_file: Annotated[
+        Path | None, typer.Option("--metrics", help="Metrics file (JSON/YAML/TOML).")
+    ] = None,
+    metric: Annotated[list[str] | None, typer.Option("-m", help="Metric KEY=NUMBER.")] = None,
+    annotation: Annotated[
+        list[str] | None, typer.Option("--annotation", help="Extra annotation KEY=VALUE.")
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+    code_dir: Annotated[
+        Path, typer.Option("--code-dir", help="Git work tree to record as the code version.")
+    ] = Path("."),
+    no_capture: Annotated[
+        bool, typer.Option("--no-capture", help="Record only what is given explicitly.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Push a model as an immutable, digest-pinned OCI image with its lineage."""
+    params: dict[str, Any] = {}
+    if params_file:
+        params.update(lineage_mod.load_params_file(params_file))
+    _merge(params, lineage_mod.parse_key_values(param or []))
+    metrics: dict[str, float] = {}
+    if metrics_file:
+        metrics.update(lineage_mod.load_metrics_file(metrics_file))
+    metrics.update(lineage_mod.parse_metrics(metric or []))
+    with transfer_progress(not as_json) as progress:
+        result = api.push(
+            path,
+            repository,
+            capture=not no_capture,
+            code_dir=code_dir,
+            data=data or [],
+            params=params,
+            metrics=metrics,
+            annotations=_pairs(annotation, "annotation"),
+            description=description,
+            aliases=tag or [],
+            stores=settings.stores(),
+            progress=progress,
+        )
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    if result.existed:
+        say(f"{result.repository} v{result.version} already holds this model; nothing new pushed")
+    else:
+        say(f"pushed {result.repository} v{result.version} ({human_size(result.size)})")
+    say(f"digest:    {result.digest}")
+    say(f"reference: {result.reference}")
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+@app.command()
+def pull(
+    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST]; no tag = latest.")],
+    destination: Annotated[Path, typer.Argument(help="Directory to write the model files to.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty destination.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pull a model's files, every byte verified against its digest, all or nothing."""
+    with transfer_progress(not as_json) as progress:
+        result = api.pull(
+            reference, destination, force=force, stores=settings.stores(), progress=progress
+        )
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    say(f"pulled {result.reference}")
+    say(f"into {result.path} ({len(result.files)} files)")
+
+
+@app.command()
+def inspect(
+    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a model's manifest: digest, layers, annotations."""
+    info = api.inspect(reference, stores=settings.stores())
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    data = info.to_dict()
+    say(f"reference:    {info.reference}")
+    if info.version is not None:
+        say(f"version:      v{info.version}")
+    say(f"mediaType:    {info.media_type}")
+    say(f"artifactType: {info.manifest.artifact_type}")
+    say(f"size:         {human_size(info.size)}")
+    say("layers:")
+    for layer in data["layers"]:
+        say(f"  {layer['digest']}  {human_size(layer['size']):>10}  {layer['title'] or ''}")
+    if info.manifest.annotations:
+        say("annotations:")
+        for key, value in sorted(info.manifest.annotations.items()):
+            say(f"  {key}: {value if len(value) < 120 else value[:117] + '...'}")
+
+
+@app.command()
+def copy(
+    source: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST] to copy from.")],
+    destination: Annotated[str, typer.Argument(help="Repository (any store) to copy to.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy a model between any two stores (local ⇄ registry ⇄ registry); digest preserved."""
+    with transfer_progress(not as_json) as progress:
+        name, digest = api.copy(source, destination, stores=settings.stores(), progress=progress)
+    if as_json:
+        emit_json({"repository": name, "digest": digest, "reference": f"{name}@{digest}"})
+        return
+    say(f"copied to {name}@{digest}")
+
+
+@app.command()
+def tag(
+    reference: Annotated[str, typer.Argument(help="The model: REPO:TAG or REPO@DIGEST.")],
+    alias: Annotated[str, typer.Argument(help="The alias tag to add, e.g. v1.2.0-bert-large.")],
+) -> None:
+    """Add a free-form alias tag to a model (version tags vN are assigned by push)."""
+    digest = api.tag(reference, alias, stores=settings.stores())
+    say(f"tagged {digest} as {alias}")

@@ -1,0 +1,335 @@
+"""Files ⇄ deterministic, uncompressed tar layers.
+
+Packing: a file or directory becomes layers whose bytes depend only on the
+relative names, sizes, executable bits and contents of the files: entries
+sorted, mtime 0, uid/gid 0, no user names, PAX format. Every file lands under
+``/model/``. A file of ``LARGE_FILE`` bytes or more gets a layer of its own, so
+an unchanged weights file is the same blob in every version; the small files
+share one layer. Layers stream from disk: nothing is held in memory.
+
+Unpacking: refuses anything that could land outside the target — absolute
+paths, ``..``, links of any kind, devices, whiteouts, duplicates — and writes
+only regular files and directories it created itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .digest import Readable
+from .errors import IntegrityError, InvalidInput, NotFound
+
+MODEL_ROOT = "model"
+META_ROOT = ".modelreg"
+LARGE_FILE = 8 * 1024 * 1024
+MAX_LAYERS = 100
+CHUNK = 2 * 1024 * 1024
+BLOCK = 512
+_END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One regular file of a layer: from disk (``source``) or from memory (``data``)."""
+
+    name: str  # relative POSIX path below the layer root
+    size: int
+    executable: bool = False
+    source: Path | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """A layer to be streamed: its exact size is known before a byte is read."""
+
+    root: str
+    title: str
+    files: tuple[FileEntry, ...]
+    directories: tuple[str, ...] = ()
+    _headers: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def size(self) -> int:
+        return (
+            sum(len(h) for h in self._headers)
+            + sum(_padded(f.size) for f in self.files)
+            + len(_END_OF_ARCHIVE)
+        )
+
+    @property
+    def header_digest(self) -> str:
+        """Digest of everything in the layer but file contents: names, sizes, modes."""
+        return hashlib.sha256(b"".join(self._headers)).hexdigest()
+
+    def __iter__(self) -> Iterator[bytes]:
+        headers = iter(self._headers)
+        for _ in self.directories:
+            yield next(headers)
+        for entry in self.files:
+            yield next(headers)
+            yield from _file_chunks(entry)
+            padding = _padded(entry.size) - entry.size
+            if padding:
+                yield b"\0" * padding
+        yield _END_OF_ARCHIVE
+
+
+def make_layer(
+    root: str, title: str, files: Sequence[FileEntry], extra_dirs: Sequence[str] = ()
+) -> LayerPlan:
+    ordered = sorted(files, key=lambda f: f.name.encode())
+    directories = {root}
+    for entry in ordered:
+        parent = PurePosixPath(entry.name).parent
+        while str(parent) != ".":
+            directories.add(f"{root}/{parent}")
+            parent = parent.parent
+    directories.update(f"{root}/{d}" for d in extra_dirs)
+    dir_names = tuple(sorted(directories, key=lambda d: d.encode()))
+    headers = [_header(f"{d}/", tarfile.DIRTYPE, 0, 0o755) for d in dir_names]
+    headers.extend(
+        _header(f"{root}/{f.name}", tarfile.REGTYPE, f.size, 0o755 if f.executable else 0o644)
+        for f in ordered
+    )
+    return LayerPlan(root, title, tuple(ordered), dir_names, tuple(headers))
+
+
+def _header(name: str, kind: bytes, size: int, mode: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+def _padded(size: int) -> int:
+    return (size + BLOCK - 1) // BLOCK * BLOCK
+
+
+def _file_chunks(entry: FileEntry) -> Iterator[bytes]:
+    if entry.data is not None:
+        yield entry.data
+        return
+    assert entry.source is not None
+    remaining = entry.size
+    with open(entry.source, "rb") as handle:
+        while remaining:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+        if remaining or handle.read(1):
+            raise IntegrityError(
+                f"{entry.source} changed while it was being pushed",
+                "push again once nothing is writing to the model files",
+            )
+
+
+# ----- planning a model ------------------------------------------------------
+
+
+def scan_model(path: Path) -> list[FileEntry]:
+    """The regular files of a model path, names relative to it (symlinks followed)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise NotFound(
+            f"model path does not exist: {path}", "give the path of a model file or directory"
+        ) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read model path {path}: {exc.strerror}") from None
+    if stat.S_ISREG(info.st_mode):
+        _check_readable(path)
+        return [_entry(path.name, path, info)]
+    if not stat.S_ISDIR(info.st_mode):
+        raise InvalidInput(f"model path is neither a file nor a directory: {path}")
+    entries: list[FileEntry] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    _walk(path, "", entries, seen_dirs)
+    if not entries:
+        raise InvalidInput(
+            f"model directory {path} contains no files", "point at the directory with the weights"
+        )
+    return entries
+
+
+def _walk(directory: Path, prefix: str, out: list[FileEntry], seen: set[tuple[int, int]]) -> None:
+    info = directory.stat()
+    key = (info.st_dev, info.st_ino)
+    if key in seen:
+        raise InvalidInput(f"symlink loop in the model directory at {directory}")
+    seen = seen | {key}
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise InvalidInput(f"cannot list {directory}: {exc.strerror}") from None
+    for name in names:
+        child = directory / name
+        _check_name(child)
+        relative = f"{prefix}{name}"
+        try:
+            child_info = child.stat()
+        except FileNotFoundError:
+            raise InvalidInput(
+                f"broken symlink in the model directory: {child}",
+                "remove it or point it at an existing file",
+            ) from None
+        if stat.S_ISDIR(child_info.st_mode):
+            _walk(child, f"{relative}/", out, seen)
+        elif stat.S_ISREG(child_info.st_mode):
+            _check_readable(child)
+            out.append(_entry(relative, child, child_info))
+        else:
+            raise InvalidInput(
+                f"{child} is not a regular file or directory",
+                "models may contain only files and directories",
+            )
+
+
+def _entry(name: str, path: Path, info: os.stat_result) -> FileEntry:
+    return FileEntry(name, info.st_size, bool(info.st_mode & 0o111), source=path)
+
+
+def _check_name(path: Path) -> None:
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"file name is not valid UTF-8: {path!r}") from None
+
+
+def _check_readable(path: Path) -> None:
+    if not os.access(path, os.R_OK):
+        raise InvalidInput(f"cannot read model file {path}: permission denied")
+
+
+def plan_layers(files: Sequence[FileEntry], large_file: int = LARGE_FILE) -> list[LayerPlan]:
+    """Small files share the first layer; each large file gets its own, sorted by name."""
+    large = sorted(
+        (f for f in files if f.size >= large_file), key=lambda f: (-f.size, f.name.encode())
+    )
+    own = sorted(large[: MAX_LAYERS - 1], key=lambda f: f.name.encode())
+    own_names = {f.name for f in own}
+    small = [f for f in files if f.name not in own_names]
+    layers: list[LayerPlan] = []
+    if small:
+        layers.append(make_layer(MODEL_ROOT, MODEL_ROOT, small))
+    for entry in own:
+        layers.append(make_layer(MODEL_ROOT, entry.name, [entry]))
+    return layers
+
+
+# ----- unpacking ---------------------------------------------------------------
+
+
+def unpack_layer(stream: Readable, target: Path, *, root: str = MODEL_ROOT) -> list[str]:
+    """Extract the ``root/`` entries of one tar layer into ``target``; return file names.
+
+    ``target`` must be a directory this process created and controls (a staging
+    directory): every path is created with O_EXCL and O_NOFOLLOW below it.
+    Entries under ``.modelreg/`` (lineage blobs) are read and skipped.
+    """
+    written: list[str] = []
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as archive:  # type: ignore[call-overload]
+            for member in archive:
+                relative = _safe_relative(member, root)
+                if relative is None:
+                    continue
+                destination = target.joinpath(*relative.parts) if relative.parts else target
+                if member.isdir():
+                    _make_dirs(target, relative)
+                    continue
+                _make_dirs(target, relative.parent)
+                source = archive.extractfile(member)
+                assert source is not None
+                _write_new_file(destination, source, member)
+                written.append(str(relative))
+    except tarfile.TarError as exc:
+        raise IntegrityError(f"layer is not a valid tar archive: {exc}") from None
+    return written
+
+
+def read_single_file(stream: Readable, *, root: str = META_ROOT, limit: int) -> bytes:
+    """The content of the one regular file a small layer holds below ``root/``."""
+    found: bytes | None = None
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                relative = _safe_relative(member, root, skip_meta=False)
+                if member.isdir() or relative is None:
+                    continue
+                if found is not None:
+                    raise IntegrityError("a lineage layer holds more than one file")
+                if member.size > limit:
+                    raise IntegrityError(f"lineage file {member.name!r} is over {limit} bytes")
+                source = archive.extractfile(member)
+                assert source is not None
+                found = source.read()
+    except tarfile.TarError as exc:
+        raise IntegrityError(f"layer is not a valid tar archive: {exc}") from None
+    if found is None:
+        raise IntegrityError("a lineage layer holds no file")
+    return found
+
+
+def _safe_relative(
+    member: tarfile.TarInfo, root: str, *, skip_meta: bool = True
+) -> PurePosixPath | None:
+    name = member.name
+    while name.startswith("./"):
+        name = name[2:]
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or "\0" in name or "\\" in name:
+        raise IntegrityError(f"unsafe path in layer: {member.name!r}")
+    if any(part in ("..", "") for part in name.rstrip("/").split("/")):
+        raise IntegrityError(f"unsafe path in layer: {member.name!r} escapes the model directory")
+    if any(part.startswith(".wh.") for part in path.parts):
+        raise IntegrityError(f"whiteout entry in layer: {member.name!r}")
+    if not (member.isreg() or member.isdir()):
+        kind = "symlink" if member.issym() else "hardlink" if member.islnk() else "special file"
+        raise IntegrityError(
+            f"unsafe {kind} in layer: {member.name!r}",
+            "model artifacts hold only regular files and directories",
+        )
+    if skip_meta and path.parts[0] == META_ROOT:
+        return None
+    if path.parts[0] != root:
+        raise IntegrityError(f"layer entry {member.name!r} is outside /{root}")
+    return PurePosixPath(*path.parts[1:])
+
+
+def _make_dirs(target: Path, relative: PurePosixPath) -> None:
+    current = target
+    for part in relative.parts:
+        current = current / part
+        try:
+            os.mkdir(current, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                raise IntegrityError(f"layer entry conflicts with a file: {current}") from None
+
+
+def _write_new_file(destination: Path, source: Readable, member: tarfile.TarInfo) -> None:
+    mode = 0o755 if member.mode & 0o111 else 0o644
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise IntegrityError(f"two layers both contain {member.name!r}") from None
+    with os.fdopen(fd, "wb") as handle:
+        while True:
+            chunk = source.read(CHUNK)
+            if not chunk:
+                break
+            handle.write(chunk)
+    os.chmod(destination, mode)

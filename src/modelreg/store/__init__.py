@@ -1,0 +1,72 @@
+"""Stores: where models live. One ``Repository`` interface, a local and a remote kind."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..reference import Reference
+from . import credentials
+from .base import Repository, Store
+from .layout import LayoutRepository, LayoutStore
+from .remote import RemoteRepository
+from .transport import RegistryOptions, Transport
+
+
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    home = env.get("MODELREG_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".modelreg"
+
+
+class Stores:
+    """Opens repositories for references, reusing one connection pool per registry host.
+
+    Configuration is read when a ``Stores`` is made, never at import time.
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        options: RegistryOptions | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.home = home if home is not None else default_home(environ)
+        self.options = options if options is not None else RegistryOptions.from_env(environ)
+        self._environ = environ
+        self._transports: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+        self.local = LayoutStore(self.home / "oci")
+
+    def transport(self, host: str) -> Transport:
+        with self._lock:
+            transport = self._transports.get(host)
+            if transport is None:
+                transport = Transport(
+                    host, self.options, lambda: credentials.lookup(host, self._environ)
+                )
+                self._transports[host] = transport
+            return transport
+
+    def repository(self, reference: Reference) -> Repository:
+        if reference.registry is None:
+            return self.local.repository(reference.repository)
+        return RemoteRepository(self.transport(reference.registry), reference.repository)
+
+    def close(self) -> None:
+        for transport in self._transports.values():
+            transport.close()
+
+
+__all__ = [
+    "LayoutRepository",
+    "LayoutStore",
+    "RegistryOptions",
+    "RemoteRepository",
+    "Repository",
+    "Store",
+    "Stores",
+    "default_home",
+]

@@ -1,0 +1,102 @@
+"""The one interface every store implements: a repository of blobs, manifests and tags.
+
+Two real implementations: :mod:`.layout` (an OCI image-layout directory, the
+embedded default) and :mod:`.remote` (any registry speaking the distribution API).
+Everything above this layer — push, pull, copy, versions, stages — talks to a
+``Repository`` and never knows which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from ..digest import Readable
+from ..oci import Descriptor
+
+BytesCallback = Callable[[int], None]
+
+
+class Repository(Protocol):
+    """One repository in a store (``fraud`` locally, ``host:5000/ml/fraud`` remotely)."""
+
+    @property
+    def name(self) -> str:
+        """What a user would type to name this repository."""
+        ...
+
+    @property
+    def store_id(self) -> str:
+        """Identifies the store: two repositories with the same id can share blobs cheaply."""
+        ...
+
+    @property
+    def path_in_store(self) -> str:
+        """The repository's name inside its store (``ml/fraud``), for cross-repository mounts."""
+        ...
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def open_blob(self, descriptor: Descriptor) -> AbstractContextManager[Readable]:
+        """A raw stream of the blob's bytes. Callers verify (see ``digest.VerifyingReader``)."""
+        ...
+
+    def push_blob(
+        self,
+        chunks: Iterable[bytes],
+        size: int,
+        expected_digest: str | None = None,
+        on_bytes: BytesCallback | None = None,
+    ) -> str:
+        """Store a blob from a stream in one pass; return its digest.
+
+        The digest is computed while the bytes go out; when ``expected_digest`` is
+        given, a mismatch raises IntegrityError and nothing is stored.
+        """
+        ...
+
+    def mount_blob(self, digest: str, source_path: str) -> bool:
+        """Make a blob of another repository of the same store available here, uncopied.
+
+        Returns False when the store cannot mount it (the caller then copies).
+        """
+        ...
+
+    def resolve(self, reference: str) -> Descriptor | None:
+        """The descriptor a tag or digest points at, or None when there is none."""
+        ...
+
+    def fetch_manifest(self, reference: str) -> tuple[Descriptor, bytes]:
+        """The manifest's descriptor and exact bytes, verified against its digest."""
+        ...
+
+    def push_manifest(self, data: bytes, media_type: str, tags: Iterable[str] = ()) -> Descriptor:
+        """Store these exact manifest bytes, reachable by digest and under each tag."""
+        ...
+
+    def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+        """Point ``tag`` at this manifest only if the tag does not exist yet.
+
+        Exact on the local store (a file lock). On a registry, which has no
+        compare-and-swap, it is claim-then-verify after a settle delay: see README.
+        """
+        ...
+
+    def list_tags(self) -> list[str]: ...
+
+    def delete_manifest(self, digest: str) -> None:
+        """Delete a manifest and with it every tag that points at it."""
+        ...
+
+
+class Store(Protocol):
+    def repository(self, name: str) -> Repository: ...
+
+
+def iter_file(path_handle: Readable, chunk: int) -> Iterator[bytes]:
+    while True:
+        data = path_handle.read(chunk)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,425 @@
+"""A repository on any registry that speaks the OCI distribution API.
+
+What this layer adds over a naive client: blobs stream in one pass (hashed as
+they go out, never held in memory), uploads are ``Content-Length`` PATCHes that
+the registry verifies against the digest we computed, downloads are verified by
+the caller, manifests are sent as the exact bytes that were hashed, blobs are
+mounted across repositories of the same registry, and every HTTP error becomes
+a one-line error that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import requests
+
+from ..digest import Readable, is_digest, sha256_digest, verify_bytes
+from ..errors import (
+    ConflictError,
+    IntegrityError,
+    NotFound,
+    RegistryError,
+)
+from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
+from .base import BytesCallback
+from .transport import Transport
+
+_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+_SMALL_BLOB = 1 << 20
+TAG_PAGE = 1000
+
+
+class RemoteRepository:
+    def __init__(self, transport: Transport, repository: str) -> None:
+        self.transport = transport
+        self.repository = repository
+
+    @property
+    def name(self) -> str:
+        return f"{self.transport.host}/{self.repository}"
+
+    @property
+    def store_id(self) -> str:
+        return f"registry:{self.transport.host}"
+
+    @property
+    def path_in_store(self) -> str:
+        return self.repository
+
+    @property
+    def _pull(self) -> str:
+        return f"repository:{self.repository}:pull"
+
+    @property
+    def _push(self) -> str:
+        return f"repository:{self.repository}:pull,push"
+
+    def _path(self, suffix: str) -> str:
+        return f"/v2/{self.repository}/{suffix}"
+
+    # ----- blobs --------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        response = self.transport.request("HEAD", self._path(f"blobs/{digest}"), scope=self._pull)
+        response.close()
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:
+            return False
+        raise self._error(response, f"checking blob {digest}")
+
+    @contextlib.contextmanager
+    def open_blob(self, descriptor: Descriptor) -> Iterator[Readable]:
+        response = self.transport.request(
+            "GET",
+            self._path(f"blobs/{descriptor.digest}"),
+            scope=self._pull,
+            headers={"Accept-Encoding": "identity"},
+            stream=True,
+            bulk=True,
+        )
+        try:
+            if response.status_code != 200:
+                raise self._error(response, f"fetching blob {descriptor.digest}")
+            yield response.raw
+        finally:
+            response.close()
+
+    def push_blob(
+        self,
+        chunks: Iterable[bytes],
+        size: int,
+        expected_digest: str | None = None,
+        on_bytes: BytesCallback | None = None,
+    ) -> str:
+        attempts = 1 + (self.transport.options.retries if not isinstance(chunks, Iterator) else 0)
+        for attempt in range(1, attempts + 1):
+            location = self._start_upload()
+            body = _HashingBody(chunks, size, on_bytes)
+            try:
+                response = self.transport.request(
+                    "PATCH",
+                    location,
+                    scope=self._push,
+                    headers={"Content-Type": "application/octet-stream"},
+                    data=body,
+                    replayable=False,
+                    bulk=True,
+                )
+            except Exception:
+                if attempt < attempts and body.restartable:
+                    self._cancel(location)
+                    time.sleep(0.2 * attempt)
+                    continue
+                raise
+            if response.status_code in (500, 502, 503, 504) and attempt < attempts:
+                response.close()
+                self._cancel(location)
+                continue
+            if response.status_code != 202:
+                raise self._error(response, "uploading blob")
+            digest = body.digest()
+            if body.sent != size:
+                self._cancel(response.headers.get("Location", location))
+                raise IntegrityError(f"blob stream gave {body.sent} bytes, expected {size}")
+            if expected_digest and digest != expected_digest:
+                self._cancel(response.headers.get("Location", location))
+                raise IntegrityError(
+                    f"blob content digest {digest} does not match the expected {expected_digest}"
+                )
+            self._finish_upload(response.headers.get("Location", location), digest)
+            return digest
+        raise AssertionError("unreachable")
+
+    def push_small_blob(self, data: bytes) -> str:
+        """Upload a small blob in a single PUT (config, records), skipping it if present."""
+        digest = sha256_digest(data)
+        if self.has_blob(digest):
+            return digest
+        location = self._start_upload()
+        response = self.transport.request(
+            "PUT",
+            _with_query(location, digest=digest),
+            scope=self._push,
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+        )
+        response.close()
+        if response.status_code != 201:
+            raise self._error(response, f"uploading blob {digest}")
+        return digest
+
+    def mount_blob(self, digest: str, source_path: str) -> bool:
+        if source_path == self.repository:
+            return False
+        scope = f"{self._push} repository:{source_path}:pull"
+        response = self.transport.request(
+            "POST",
+            self._path("blobs/uploads/")
+            + "?"
+            + urllib.parse.urlencode({"mount": digest, "from": source_path}),
+            scope=scope,
+        )
+        response.close()
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202:
+            self._cancel(response.headers.get("Location", ""))
+            return False
+        raise self._error(response, f"mounting blob {digest} from {source_path}")
+
+    def _start_upload(self) -> str:
+        response = self.transport.request("POST", self._path("blobs/uploads/"), scope=self._push)
+        response.close()
+        location = response.headers.get("Location")
+        if response.status_code != 202 or not location:
+            raise self._error(response, "starting a blob upload")
+        return self._absolute(location)
+
+    def _finish_upload(self, location: str, digest: str) -> None:
+        response = self.transport.request(
+            "PUT",
+            _with_query(self._absolute(location), digest=digest),
+            scope=self._push,
+            headers={"Content-Length": "0"},
+            bulk=True,
+        )
+        response.close()
+        if response.status_code != 201:
+            raise self._error(response, f"completing the upload of {digest}")
+
+    def _cancel(self, location: str) -> None:
+        if not location:
+            return
+        with contextlib.suppress(Exception):
+            self.transport.request(
+                "DELETE", self._absolute(location), scope=self._push, replayable=False
+            ).close()
+
+    def _absolute(self, location: str) -> str:
+        if location.startswith(("http://", "https://")):
+            return location
+        return self.transport.base_url + location
+
+    # ----- manifests and tags ---------------------------------------------------
+
+    def resolve(self, reference: str) -> Descriptor | None:
+        response = self.transport.request(
+            "HEAD",
+            self._path(f"manifests/{reference}"),
+            scope=self._pull,
+            headers={"Accept": _ACCEPT},
+        )
+        response.close()
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._error(response, f"resolving {reference}")
+        digest = response.headers.get("Docker-Content-Digest")
+        size = response.headers.get("Content-Length")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if digest and is_digest(digest) and size and size.isdigit() and media_type:
+            if is_digest(reference) and digest != reference:
+                raise IntegrityError(f"registry answered {digest} when asked for {reference}")
+            return Descriptor(media_type, digest, int(size))
+        descriptor, _ = self.fetch_manifest(reference)
+        return descriptor
+
+    def fetch_manifest(self, reference: str) -> tuple[Descriptor, bytes]:
+        response = self.transport.request(
+            "GET",
+            self._path(f"manifests/{reference}"),
+            scope=self._pull,
+            headers={"Accept": _ACCEPT},
+            stream=True,
+        )
+        with contextlib.closing(response):
+            if response.status_code != 200:
+                raise self._error(response, f"fetching manifest {reference}")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+                raise IntegrityError(
+                    f"manifest {reference} is {declared} bytes, over the {MAX_MANIFEST_BYTES} "
+                    "byte limit",
+                    "a model manifest is a few kilobytes; this registry sent something else",
+                )
+            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise IntegrityError(f"manifest {reference} is over {MAX_MANIFEST_BYTES} bytes")
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            header_digest = response.headers.get("Docker-Content-Digest")
+        digest = reference if is_digest(reference) else sha256_digest(data)
+        verify_bytes(data, digest, f"manifest {self.name}@{reference}")
+        if header_digest and is_digest(header_digest) and header_digest != digest:
+            raise IntegrityError(
+                f"manifest {reference}: registry says {header_digest} but the bytes hash to "
+                f"{digest}",
+                "the registry or a proxy altered the manifest; nothing was used",
+            )
+        return Descriptor(media_type or media_type_of(data), digest, len(data)), data
+
+    def push_manifest(self, data: bytes, media_type: str, tags: Iterable[str] = ()) -> Descriptor:
+        digest = sha256_digest(data)
+        for reference in [*tags] or [digest]:
+            self._put_manifest(reference, data, media_type, digest)
+        return Descriptor(media_type, digest, len(data))
+
+    def _put_manifest(self, reference: str, data: bytes, media_type: str, digest: str) -> None:
+        response = self.transport.request(
+            "PUT",
+            self._path(f"manifests/{reference}"),
+            scope=self._push,
+            headers={"Content-Type": media_type},
+            data=data,
+        )
+        response.close()
+        if response.status_code != 201:
+            raise self._error(response, f"pushing manifest {reference}")
+        answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise IntegrityError(
+                f"registry stored manifest {reference} as {answered}, not {digest}",
+                "the registry rewrote the manifest bytes; modelreg needs byte-exact storage",
+            )
+
+    def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+        digest = sha256_digest(data)
+        if self.resolve(tag) is not None:
+            return False
+        self._put_manifest(tag, data, media_type, digest)
+        # registries have no compare-and-swap: let concurrent writers land, then look again
+        settle = self.transport.options.settle
+        time.sleep(settle * (1 + random.random()))
+        current = self.resolve(tag)
+        return current is not None and current.digest == digest
+
+    def list_tags(self) -> list[str]:
+        tags: list[str] = []
+        path: str | None = self._path(f"tags/list?n={TAG_PAGE}")
+        while path:
+            response = self.transport.request("GET", path, scope=self._pull)
+            with contextlib.closing(response):
+                if response.status_code != 200:
+                    raise self._error(response, "listing tags")
+                try:
+                    page = response.json().get("tags") or []
+                except (ValueError, AttributeError):
+                    raise IntegrityError(f"{self.name}: tag list is not valid JSON") from None
+                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                    raise IntegrityError(f"{self.name}: tag list is malformed")
+                tags.extend(page)
+                path = _next_link(response)
+        return sorted(set(tags))
+
+    def delete_manifest(self, digest: str) -> None:
+        response = self.transport.request(
+            "DELETE", self._path(f"manifests/{digest}"), scope=f"{self._push},delete"
+        )
+        response.close()
+        if response.status_code not in (200, 202, 404):
+            raise self._error(response, f"deleting manifest {digest}")
+
+    def delete_blob(self, digest: str) -> None:
+        response = self.transport.request(
+            "DELETE", self._path(f"blobs/{digest}"), scope=f"{self._push},delete"
+        )
+        response.close()
+        if response.status_code not in (200, 202, 404):
+            raise self._error(response, f"deleting blob {digest}")
+
+    # ----- errors -------------------------------------------------------------
+
+    def _error(self, response: requests.Response, doing: str) -> Exception:
+        codes, message = _registry_errors(response)
+        status = response.status_code
+        where = self.name
+        if status == 404 or "NAME_UNKNOWN" in codes or "MANIFEST_UNKNOWN" in codes:
+            if "NAME_UNKNOWN" in codes:
+                return NotFound(
+                    f"repository {where} does not exist",
+                    "check the name, or push a model there first",
+                )
+            if "BLOB_UNKNOWN" in codes or "/blobs/" in (response.request.url or ""):
+                return NotFound(f"{where}: {doing}: blob not found on the registry")
+            return NotFound(
+                f"{where}: {doing}: not found",
+                f"list what exists with 'modelreg versions {where}'",
+            )
+        if status == 405 or "UNSUPPORTED" in codes:
+            if response.request.method == "DELETE":
+                return RegistryError(
+                    f"registry {self.transport.host} does not allow deletes",
+                    "enable deletes (registry:2: storage.delete.enabled: true)",
+                )
+            return RegistryError(f"{where}: {doing}: the registry does not support this")
+        if "DIGEST_INVALID" in codes:
+            return IntegrityError(f"{where}: {doing}: the registry says the digest does not match")
+        if status == 413 or "SIZE_INVALID" in codes:
+            return RegistryError(f"{where}: {doing}: the registry refused the size ({message})")
+        if (
+            "TAG_INVALID" in codes
+            or "MANIFEST_INVALID" in codes
+            or "MANIFEST_BLOB_UNKNOWN" in codes
+        ):
+            return RegistryError(f"{where}: {doing}: the registry refused the manifest ({message})")
+        if status == 409:
+            return ConflictError(f"{where}: {doing}: conflict ({message})")
+        detail = f": {message}" if message else ""
+        return RegistryError(f"{where}: {doing}: HTTP {status}{detail}")
+
+
+class _HashingBody:
+    """A request body of known length that hashes its chunks as they are sent."""
+
+    def __init__(self, chunks: Iterable[bytes], size: int, on_bytes: BytesCallback | None) -> None:
+        self._chunks = chunks
+        self._size = size
+        self._on_bytes = on_bytes
+        self._hash = hashlib.sha256()
+        self.sent = 0
+        self.restartable = True
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.restartable = not isinstance(self._chunks, Iterator)
+        for chunk in self._chunks:
+            self._hash.update(chunk)
+            self.sent += len(chunk)
+            if self.sent > self._size:
+                raise IntegrityError(f"blob stream is longer than the declared {self._size} bytes")
+            if self._on_bytes:
+                self._on_bytes(len(chunk))
+            yield chunk
+
+    def digest(self) -> str:
+        return f"sha256:{self._hash.hexdigest()}"
+
+
+def _with_query(url: str, **params: str) -> str:
+    separator = "&" if urllib.parse.urlsplit(url).query else "?"
+    return url + separator + urllib.parse.urlencode(params)
+
+
+def _next_link(response: requests.Response) -> str | None:
+    link = response.links.get("next", {}).get("url")
+    return link or None
+
+
+def _registry_errors(response: requests.Response) -> tuple[set[str], str]:
+    try:
+        body: Any = response.json()
+        errors = body.get("errors", []) if isinstance(body, dict) else []
+    except ValueError:
+        return set(), ""
+    codes = {e.get("code", "") for e in errors if isinstance(e, dict)}
+    messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
+    return codes, "; ".join(m for m in messages if m)[:200]

@@ -1,0 +1,412 @@
+"""Moving models: files → store (push), store → files (pull), store → store (copy).
+
+All three move blobs the same way — skip what the destination has, mount what
+the same registry holds elsewhere, stream the rest in one verified pass — and
+write a manifest only after everything it references is in place, so no tag
+ever points at an incomplete artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._json import canonical_json
+from .digest import CHUNK, VerifyingReader, sha256_digest
+from .errors import IntegrityError, InvalidInput
+from .hashcache import DigestCache, fingerprint
+from .oci import (
+    ANNOTATION_FILEPATH,
+    ANNOTATION_TITLE,
+    IMAGE_CONFIG,
+    IMAGE_MANIFEST,
+    LAYER_TAR,
+    MAX_MANIFEST_BYTES,
+    MODEL_ARTIFACT,
+    Descriptor,
+    Manifest,
+    image_config,
+)
+from .packing import (
+    META_ROOT,
+    MODEL_ROOT,
+    FileEntry,
+    LayerPlan,
+    make_layer,
+    plan_layers,
+    scan_model,
+    unpack_layer,
+)
+from .store.base import Repository
+
+ANNOTATION_FILES = "dev.modelreg.files"
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+_TAR_LAYERS = (LAYER_TAR, DOCKER_LAYER_TAR)
+
+
+@dataclass(frozen=True)
+class TransferEvent:
+    """Progress of one blob: ``action`` is upload, download, exists, mounted or done."""
+
+    action: str
+    title: str
+    digest: str | None
+    done: int
+    total: int
+
+
+Progress = Callable[[TransferEvent], None]
+
+
+def _silent(_: TransferEvent) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    descriptor: Descriptor
+    manifest: Manifest
+    manifest_bytes: bytes
+    uploaded_bytes: int
+
+
+# ----- push: files → store ---------------------------------------------------------
+
+
+def meta_layer(name: str, data: bytes) -> tuple[LayerPlan, str]:
+    """A small in-memory layer under ``/.modelreg/`` and its digest."""
+    plan = make_layer(META_ROOT, f"{META_ROOT}/{name}", [FileEntry(name, len(data), data=data)])
+    return plan, sha256_digest(b"".join(plan))
+
+
+def push_model(
+    repository: Repository,
+    path: Path,
+    *,
+    annotations: Mapping[str, str],
+    meta_layers: Sequence[LayerPlan] = (),
+    cache: DigestCache | None = None,
+    progress: Progress | None = None,
+) -> PushedImage:
+    """Push the files at ``path`` as an untagged image manifest; return it.
+
+    The manifest is a function of the file names, modes and contents and of
+    ``annotations`` only, so the same inputs give the same digest anywhere.
+    """
+    cache = cache or DigestCache(None)
+    report = progress or _silent
+    layers = plan_layers(scan_model(path))
+    _check_annotation_budget(annotations, len(layers) + len(meta_layers))
+    descriptors: list[Descriptor] = []
+    uploaded = 0
+    for plan in [*layers, *meta_layers]:
+        digest, sent = _push_layer(repository, plan, cache, report)
+        uploaded += sent
+        descriptors.append(
+            Descriptor(LAYER_TAR, digest, plan.size, _layer_annotations(plan, cache))
+        )
+    config = image_config([d.digest for d in descriptors], annotations)
+    config_digest = _push_small(repository, config)
+    manifest = Manifest(
+        config=Descriptor(IMAGE_CONFIG, config_digest, len(config)),
+        layers=tuple(descriptors),
+        annotations=dict(annotations),
+        artifact_type=MODEL_ARTIFACT,
+    )
+    data = manifest.to_bytes()
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InvalidInput(
+            f"the manifest would be {len(data)} bytes, over the {MAX_MANIFEST_BYTES} bytes "
+            "registries accept",
+            "shorten the annotations or description",
+        )
+    descriptor = repository.push_manifest(data, IMAGE_MANIFEST)
+    return PushedImage(descriptor, manifest, data, uploaded)
+
+
+def _check_annotation_budget(annotations: Mapping[str, str], layer_count: int) -> None:
+    size = len(canonical_json(dict(annotations)))
+    # annotations appear twice (manifest and config labels); each layer descriptor is ~400 bytes
+    budget = MAX_MANIFEST_BYTES - 400 * layer_count - 4096
+    if size > budget:
+        raise InvalidInput(
+            f"annotations total {size} bytes, over the {budget} bytes left in a "
+            f"{MAX_MANIFEST_BYTES}-byte manifest",
+            "put large values in a file and push it with the model, or shorten them",
+        )
+
+
+def _layer_annotations(plan: LayerPlan, cache: DigestCache) -> dict[str, str]:
+    if plan.root == META_ROOT:
+        return {ANNOTATION_TITLE: plan.title}
+    annotations = {ANNOTATION_TITLE: plan.title}
+    if plan.title == MODEL_ROOT:
+        annotations[ANNOTATION_FILEPATH] = f"/{MODEL_ROOT}"
+        annotations[ANNOTATION_FILES] = canonical_json(
+            {f.name: cache.file_sha256(f.source) for f in plan.files if f.source}
+        ).decode()
+    else:
+        annotations[ANNOTATION_FILEPATH] = f"/{MODEL_ROOT}/{plan.title}"
+    return annotations
+
+
+def _push_layer(
+    repository: Repository, plan: LayerPlan, cache: DigestCache, report: Progress
+) -> tuple[str, int]:
+    sources = [f.source for f in plan.files if f.source is not None]
+    key = fingerprint("layer", sources, plan.header_digest) if sources else None
+    known = cache.get(key) if key else sha256_digest(b"".join(plan))
+    reused = _reuse_blob(repository, known, cache) if known else None
+    if known and reused:
+        report(TransferEvent(reused, plan.title, known, plan.size, plan.size))
+        return known, 0
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        report(TransferEvent("upload", plan.title, known, done, plan.size))
+
+    digest = repository.push_blob(plan, plan.size, known, on_bytes=advance)
+    if key and fingerprint("layer", sources, plan.header_digest) == key:
+        cache.put(key, digest)
+    cache.remember_location(digest, repository.store_id, repository.path_in_store)
+    report(TransferEvent("done", plan.title, digest, plan.size, plan.size))
+    return digest, plan.size
+
+
+def _reuse_blob(repository: Repository, digest: str, cache: DigestCache) -> str | None:
+    """ "exists" or "mounted" (from a sibling repository) when no upload is needed."""
+    if repository.has_blob(digest):
+        return "exists"
+    for source in cache.locations(digest, repository.store_id):
+        if repository.mount_blob(digest, source):
+            cache.remember_location(digest, repository.store_id, repository.path_in_store)
+            return "mounted"
+    return None
+
+
+def _push_small(repository: Repository, data: bytes) -> str:
+    digest = sha256_digest(data)
+    if not repository.has_blob(digest):
+        repository.push_blob([data], len(data), digest)
+    return digest
+
+
+# ----- pull: store → files ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PulledModel:
+    descriptor: Descriptor
+    manifest: Manifest
+    files: tuple[str, ...]
+    path: Path
+
+
+def fetch_model_manifest(
+    repository: Repository, reference: str
+) -> tuple[Descriptor, bytes, Manifest]:
+    descriptor, data = repository.fetch_manifest(reference)
+    manifest = Manifest.parse(data, f"manifest {repository.name}@{descriptor.digest}")
+    return descriptor, data, manifest
+
+
+def model_layers(manifest: Manifest) -> list[Descriptor]:
+    """The layers that hold model files (lineage layers under /.modelreg are left out)."""
+    layers = []
+    for layer in manifest.layers:
+        if layer.annotations.get(ANNOTATION_TITLE, "").startswith(f"{META_ROOT}/"):
+            continue
+        if layer.media_type not in _TAR_LAYERS:
+            raise IntegrityError(
+                f"layer {layer.digest} has media type {layer.media_type!r}",
+                "modelreg models use uncompressed tar layers; this image was not pushed by "
+                "modelreg",
+            )
+        layers.append(layer)
+    return layers
+
+
+def unpack_model(
+    repository: Repository,
+    manifest: Manifest,
+    target: Path,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
+    report = progress or _silent
+    files: list[str] = []
+    for layer in model_layers(manifest):
+        title = layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
+
+        def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
+            report(TransferEvent("download", title, layer.digest, count, layer.size))
+
+        with repository.open_blob(layer) as raw:
+            reader = VerifyingReader(
+                _Counting(raw, downloaded),
+                layer.digest,
+                layer.size,
+                f"layer {layer.digest}",
+            )
+            files.extend(unpack_layer(reader, target))
+            reader.finish()
+        report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
+    return files
+
+
+def pull_model(
+    repository: Repository,
+    reference: str,
+    destination: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> PulledModel:
+    """Write the model's files into ``destination``; all or nothing.
+
+    Files are extracted into a staging directory beside ``destination`` while
+    every layer is verified, and moved into place only when all checked out.
+    """
+    descriptor, _, manifest = fetch_model_manifest(repository, reference)
+    _check_destination(destination, force)
+    with staging_directory(destination.parent, destination.name) as staging:
+        files = unpack_model(repository, manifest, staging, progress)
+        replace_directory(staging, destination)
+    return PulledModel(descriptor, manifest, tuple(sorted(files)), destination)
+
+
+def _check_destination(destination: Path, force: bool) -> None:
+    if destination.exists() and not destination.is_dir():
+        raise InvalidInput(f"{destination} exists and is not a directory")
+    if destination.is_dir() and any(destination.iterdir()) and not force:
+        raise InvalidInput(
+            f"{destination} is not empty",
+            "pull into a new or empty directory, or pass --force to replace its contents",
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def staging_directory(parent: Path, name: str) -> Iterator[Path]:
+    """A fresh hidden directory beside the destination, removed unless moved away."""
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_directory(staging: Path, destination: Path) -> None:
+    os.chmod(staging, 0o755)
+    if not destination.exists():
+        os.rename(staging, destination)
+        return
+    with contextlib.suppress(OSError):
+        destination.rmdir()
+        os.rename(staging, destination)
+        return
+    backup = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+    os.rename(destination, backup)
+    try:
+        os.rename(staging, destination)
+    except OSError:
+        os.rename(backup, destination)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+class _Counting:
+    def __init__(self, raw: object, on_total: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._total = 0
+        self._on_total = on_total
+        self._last = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self._raw.read(size)  # type: ignore[attr-defined]
+        self._total += len(data)
+        if self._total - self._last >= CHUNK or not data:
+            self._last = self._total
+            self._on_total(self._total)
+        return data
+
+
+def read_small_blob(repository: Repository, descriptor: Descriptor, limit: int) -> bytes:
+    """A small blob's bytes, verified; refuses blobs over ``limit`` before reading them."""
+    if descriptor.size > limit:
+        raise IntegrityError(f"blob {descriptor.digest} is {descriptor.size} bytes, over {limit}")
+    with repository.open_blob(descriptor) as raw:
+        reader = VerifyingReader(
+            raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
+        )
+        parts = []
+        while chunk := reader.read(CHUNK):
+            parts.append(chunk)
+        reader.finish()
+    return b"".join(parts)
+
+
+# ----- copy: store → store ---------------------------------------------------------
+
+
+def copy_blob(
+    source: Repository, destination: Repository, descriptor: Descriptor, report: Progress
+) -> str:
+    """Make one blob available in ``destination``: skip, mount, or stream verified."""
+    title = descriptor.annotations.get(ANNOTATION_TITLE, descriptor.digest[:19])
+    if destination.has_blob(descriptor.digest):
+        report(TransferEvent("exists", title, descriptor.digest, descriptor.size, descriptor.size))
+        return "exists"
+    if destination.store_id == source.store_id and destination.mount_blob(
+        descriptor.digest, source.path_in_store
+    ):
+        report(TransferEvent("mounted", title, descriptor.digest, descriptor.size, descriptor.size))
+        return "mounted"
+    with source.open_blob(descriptor) as raw:
+        reader = VerifyingReader(
+            raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
+        )
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            report(TransferEvent("upload", title, descriptor.digest, done, descriptor.size))
+
+        destination.push_blob(_chunks(reader), descriptor.size, descriptor.digest, on_bytes=advance)
+        reader.finish()
+    return "copied"
+
+
+def _chunks(reader: VerifyingReader) -> Iterator[bytes]:
+    while True:
+        data = reader.read(CHUNK)
+        if not data:
+            return
+        yield data
+
+
+def copy_manifest(
+    source: Repository,
+    reference: str,
+    destination: Repository,
+    tags: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> Descriptor:
+    """Copy a manifest and everything it references; tag only once all of it is there."""
+    report = progress or _silent
+    descriptor, data = source.fetch_manifest(reference)
+    manifest = Manifest.parse(data, f"manifest {source.name}@{descriptor.digest}")
+    if manifest.subject and destination.resolve(manifest.subject.digest) is None:
+        copy_manifest(source, manifest.subject.digest, destination, (), progress)
+    for blob in [manifest.config, *manifest.layers]:
+        copy_blob(source, destination, blob, report)
+    return destination.push_manifest(data, descriptor.media_type, tags)

@@ -1,0 +1,358 @@
+"""Integer versions over immutable digests, alias tags, and listing.
+
+Tags a pushed model gets, in this order:
+
+1. ``sha256-<hex>`` — the anchor: written first, it keeps every pushed digest
+   reachable (and out of registry garbage collection) whatever happens next;
+2. ``vN`` — the version, claimed with ``Repository.claim_tag``: create-if-absent,
+   exact on the local store; on a registry (no compare-and-swap) claim, wait a
+   settle delay, read back, and move on to N+1 if another pusher won;
+3. ``sha256-<hex>.version`` — the version record: a small artifact whose
+   ``subject`` is the model, holding N and the push time. Its presence means
+   the push finished; pushing the same digest again reads it and reports N.
+
+A version tag is never moved or reused by modelreg. The limit of a registry
+without compare-and-swap: a pusher that stalls for longer than the settle
+delay between its check and its tag write can still overwrite a claim. Even
+then nothing is lost — the anchor keeps the overwritten digest reachable and
+``repair_versions`` (run by ``modelreg versions --repair``) gives every
+anchored digest without a version the next free number.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .digest import hex_part, is_digest, sha256_digest
+from .errors import ConflictError, IntegrityError, InvalidInput, NotFound
+from .oci import (
+    EMPTY_JSON,
+    EMPTY_JSON_BYTES,
+    IMAGE_MANIFEST,
+    Descriptor,
+    Manifest,
+    empty_config_descriptor,
+)
+from .reference import validate_tag
+from .store.base import Repository
+from .store.layout import LayoutRepository
+
+VERSION_ARTIFACT = "application/vnd.modelreg.version.v1"
+ANNOTATION_VERSION = "dev.modelreg.version"
+ANNOTATION_CREATED = "org.opencontainers.image.created"
+DEFAULT_STAGES = ("staging", "production", "archived")
+RECORD_TAG_PREFIX = "promotion."
+
+_VERSION_TAG = re.compile(r"v([1-9][0-9]{0,17})")
+_ANCHOR_TAG = re.compile(r"sha256-([a-f0-9]{64})")
+_CLAIM_ATTEMPTS = 64
+_WORKERS = 16
+
+
+def version_tag(number: int) -> str:
+    return f"v{number}"
+
+
+def parse_version_tag(tag: str) -> int | None:
+    match = _VERSION_TAG.fullmatch(tag)
+    return int(match.group(1)) if match else None
+
+
+def anchor_tag(digest: str) -> str:
+    return f"sha256-{hex_part(digest)}"
+
+
+def record_tag(digest: str) -> str:
+    return f"{anchor_tag(digest)}.version"
+
+
+def is_internal_tag(tag: str) -> bool:
+    """Tags modelreg manages itself (anchors, records, promotion chains)."""
+    return tag.startswith(("sha256-", RECORD_TAG_PREFIX))
+
+
+def stage_names(tags: Iterable[str], configured: Iterable[str] = DEFAULT_STAGES) -> set[str]:
+    names = set(configured)
+    for tag in tags:
+        if tag.startswith(RECORD_TAG_PREFIX):
+            names.add(tag[len(RECORD_TAG_PREFIX) :].rsplit(".", 1)[0])
+    return names
+
+
+def check_alias(alias: str, existing_tags: Iterable[str] = ()) -> str:
+    validate_tag(alias)
+    if parse_version_tag(alias) is not None:
+        raise InvalidInput(
+            f"alias {alias!r} looks like a version tag",
+            "version tags vN are assigned by push; pick another alias such as v1.2.0-bert",
+        )
+    if is_internal_tag(alias):
+        raise InvalidInput(f"alias {alias!r} uses a prefix modelreg reserves (sha256-, promotion.)")
+    if alias in stage_names(existing_tags):
+        raise InvalidInput(
+            f"{alias!r} is a stage",
+            f"stages move only by signed promotion: 'modelreg promote REF --to {alias}'",
+        )
+    return alias
+
+
+# ----- publishing a pushed manifest as a version ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    digest: str
+    created: str
+    existed: bool
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def publish(
+    repository: Repository,
+    manifest_bytes: bytes,
+    media_type: str = IMAGE_MANIFEST,
+    *,
+    aliases: Sequence[str] = (),
+    created: str | None = None,
+) -> Published:
+    """Give a pushed manifest its version (or find the one it has) and its aliases."""
+    model = Descriptor(media_type, sha256_digest(manifest_bytes), len(manifest_bytes))
+    existing = find_version(repository, model.digest)
+    if existing is not None and not existing.created:
+        # the claim landed but the record did not: finish that publish now
+        created = created or now_utc()
+        _write_record(repository, model, existing.version, created)
+        existing = Published(existing.version, model.digest, created, existed=True)
+    if existing is None:
+        repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
+        number = _claim_next_version(repository, manifest_bytes, media_type)
+        created = created or now_utc()
+        _write_record(repository, model, number, created)
+        published = Published(number, model.digest, created, existed=False)
+    else:
+        published = existing
+    if aliases:
+        tags = repository.list_tags()
+        for alias in aliases:
+            check_alias(alias, tags)
+            _set_alias(repository, alias, manifest_bytes, media_type, model.digest)
+    return published
+
+
+def _set_alias(
+    repository: Repository, alias: str, data: bytes, media_type: str, digest: str
+) -> None:
+    current = repository.resolve(alias)
+    if current is not None and current.digest != digest:
+        raise ConflictError(
+            f"alias {alias!r} already points at {current.digest}",
+            "aliases name one model; choose another alias",
+        )
+    if current is None:
+        repository.push_manifest(data, media_type, [alias])
+
+
+def tag_alias(repository: Repository, reference: str, alias: str) -> str:
+    """Point a new alias at an existing model; returns the model digest."""
+    descriptor, data = repository.fetch_manifest(reference)
+    check_alias(alias, repository.list_tags())
+    _set_alias(repository, alias, data, descriptor.media_type, descriptor.digest)
+    return descriptor.digest
+
+
+def find_version(repository: Repository, digest: str) -> Published | None:
+    """The version a digest already has, or None. Reads only.
+
+    ``created`` is empty when the version tag exists but its record does not (a
+    publish interrupted between the two).
+    """
+    record = repository.resolve(record_tag(digest))
+    if record is not None:
+        number, created = _read_record(repository, record_tag(digest))
+        target = repository.resolve(version_tag(number))
+        if target is not None and target.digest == digest:
+            return Published(number, digest, created, existed=True)
+    if repository.resolve(anchor_tag(digest)) is None:
+        return None
+    # anchored but no (valid) record: a publish was interrupted, or its claim was lost
+    for number, version_digest in _version_targets(repository).items():
+        if version_digest == digest:
+            return Published(number, digest, "", existed=True)
+    return None
+
+
+def _claim_next_version(repository: Repository, data: bytes, media_type: str) -> int:
+    for attempt in range(_CLAIM_ATTEMPTS):
+        numbers = [
+            n for n in (parse_version_tag(t) for t in repository.list_tags()) if n is not None
+        ]
+        candidate = max(numbers, default=0) + 1
+        if repository.claim_tag(version_tag(candidate), data, media_type):
+            return candidate
+        time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+    raise ConflictError(
+        f"{repository.name}: could not claim a version number after {_CLAIM_ATTEMPTS} tries",
+        "too many concurrent pushes; push again (the model is stored and anchored)",
+    )
+
+
+def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+    empty = empty_config_descriptor()
+    if not repository.has_blob(empty.digest):
+        repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
+    record = Manifest(
+        config=empty,
+        layers=(Descriptor(EMPTY_JSON, empty.digest, empty.size),),
+        annotations={ANNOTATION_VERSION: str(number), ANNOTATION_CREATED: created},
+        artifact_type=VERSION_ARTIFACT,
+        subject=Descriptor(model.media_type, model.digest, model.size),
+    )
+    repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [record_tag(model.digest)])
+
+
+def _read_record(repository: Repository, tag: str) -> tuple[int, str]:
+    _, data = repository.fetch_manifest(tag)
+    record = Manifest.parse(data, f"version record {tag}")
+    number = parse_version_tag("v" + record.annotations.get(ANNOTATION_VERSION, ""))
+    if record.artifact_type != VERSION_ARTIFACT or number is None:
+        raise IntegrityError(f"{repository.name}:{tag} is not a valid version record")
+    return number, record.annotations.get(ANNOTATION_CREATED, "")
+
+
+def _version_targets(repository: Repository) -> dict[int, str]:
+    """Version number → digest, for every version tag."""
+    tags = repository.list_tags()
+    if isinstance(repository, LayoutRepository):
+        mapping = repository.tag_map()
+        return {n: mapping[t].digest for t in tags if (n := parse_version_tag(t)) is not None}
+    numbers = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        resolved = dict(zip(numbers, pool.map(repository.resolve, numbers.values()), strict=True))
+    return {n: d.digest for n, d in resolved.items() if d is not None}
+
+
+def repair_versions(repository: Repository) -> list[Published]:
+    """Give every anchored digest that has no version tag the next free number."""
+    tags = repository.list_tags()
+    anchored = {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
+    versioned = set(_version_targets(repository).values())
+    repaired = []
+    for digest in sorted(anchored - versioned):
+        descriptor, data = repository.fetch_manifest(digest)
+        manifest = Manifest.parse(data)
+        if manifest.artifact_type == VERSION_ARTIFACT:
+            continue
+        number = _claim_next_version(repository, data, descriptor.media_type)
+        created = now_utc()
+        _write_record(repository, descriptor, number, created)
+        repaired.append(Published(number, digest, created, existed=False))
+    return repaired
+
+
+# ----- listing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    digest: str
+    created: str
+    size: int
+    aliases: tuple[str, ...]
+    stages: tuple[str, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "digest": self.digest,
+            "created": self.created,
+            "size": self.size,
+            "aliases": list(self.aliases),
+            "stages": list(self.stages),
+        }
+
+
+def list_versions(
+    repository: Repository, *, where: Callable[[VersionInfo], bool] | None = None
+) -> list[VersionInfo]:
+    """Every version, oldest first, with its aliases, stage tags and annotations."""
+    tags = repository.list_tags()
+    version_tags = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
+    stages = stage_names(tags)
+    named = [t for t in tags if parse_version_tag(t) is None and not is_internal_tag(t)]
+    if isinstance(repository, LayoutRepository):
+        mapping = repository.tag_map()
+
+        def digest_of_tag(tag: str) -> str | None:
+            return mapping[tag].digest if tag in mapping else None
+    else:
+
+        def digest_of_tag(tag: str) -> str | None:
+            found = repository.resolve(tag)
+            return found.digest if found else None
+
+    def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
+        descriptor, data = repository.fetch_manifest(version_tags[number])
+        manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
+        created = ""
+        if record_tag(descriptor.digest) in tags:
+            try:
+                created = _read_record(repository, record_tag(descriptor.digest))[1]
+            except (NotFound, IntegrityError):
+                created = ""
+        return number, descriptor, manifest, created
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        named_digests = dict(zip(named, pool.map(digest_of_tag, named), strict=True))
+        loaded = list(pool.map(load, sorted(version_tags)))
+    by_digest: dict[str, list[str]] = {}
+    for tag, digest in named_digests.items():
+        if digest:
+            by_digest.setdefault(digest, []).append(tag)
+    versions = []
+    for number, descriptor, manifest, created in loaded:
+        others = sorted(by_digest.get(descriptor.digest, []))
+        info = VersionInfo(
+            version=number,
+            digest=descriptor.digest,
+            created=created,
+            size=sum(layer.size for layer in manifest.layers),
+            aliases=tuple(t for t in others if t not in stages),
+            stages=tuple(t for t in others if t in stages),
+            annotations=dict(manifest.annotations),
+        )
+        if where is None or where(info):
+            versions.append(info)
+    return versions
+
+
+def resolve_reference_tag(repository: Repository, identifier: str | None) -> str:
+    """What to fetch for a reference: its tag or digest, or the latest version when bare."""
+    if identifier:
+        return identifier
+    numbers = [n for n in (parse_version_tag(t) for t in repository.list_tags()) if n is not None]
+    if not numbers:
+        raise NotFound(
+            f"{repository.name} has no versions yet",
+            "push a model first, or name a tag or digest",
+        )
+    return version_tag(max(numbers))
+
+
+def version_of(repository: Repository, digest: str) -> int | None:
+    if not is_digest(digest):
+        return None
+    found = find_version(repository, digest)
+    return found.version if found else None
