@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from . import lineage as lineage_mod
+from . import stages
 from .errors import IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
 from .lineage import Lineage
 from .oci import ANNOTATION_TITLE, Manifest
 from .packing import LayerPlan, read_single_file
+from .policy import TrustPolicy, require_trust, trust_from_options
+from .promotion import record_tag
 from .reference import Reference, parse_reference
+from .signing import SigningKey, load_signing_key
 from .store import Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
@@ -34,11 +40,15 @@ from .transfer import (
     push_model,
     read_small_blob,
 )
+from .trust_state import TrustState
 from .versions import (
+    DEFAULT_STAGES,
     Published,
     VersionInfo,
     find_version,
+    is_internal_tag,
     list_versions,
+    parse_version_tag,
     publish,
     repair_versions,
     resolve_reference_tag,
@@ -183,11 +193,37 @@ class PullResult:
         }
 
 
-def open_reference(stores: Stores, reference: str | Reference) -> tuple[Repository, str]:
-    """The repository and the tag-or-digest a read of ``reference`` should fetch."""
+def open_reference(
+    stores: Stores, reference: str | Reference, trust: TrustPolicy | None = None
+) -> tuple[Repository, str]:
+    """The repository and the tag-or-digest a read of ``reference`` should fetch.
+
+    A stage tag (``fraud:production``) is never read as a tag: its signed chain is
+    verified against ``trust`` (or the configured default) and its digest returned.
+    """
     ref = _reference(reference)
     repo = stores.repository(ref)
+    if ref.tag and not ref.digest and is_stage(repo, ref.tag):
+        policy = require_trust(trust or default_trust(stores), str(ref))
+        verified = stages.verify_stage(repo, ref.tag, policy, state=trust_state(stores))
+        return repo, verified.digest
     return repo, resolve_reference_tag(repo, ref.identifier)
+
+
+def is_stage(repository: Repository, tag: str) -> bool:
+    if parse_version_tag(tag) is not None or is_internal_tag(tag):
+        return False
+    if tag in DEFAULT_STAGES:
+        return True
+    return repository.resolve(record_tag(tag, 1)) is not None
+
+
+def default_trust(stores: Stores) -> TrustPolicy | None:
+    return trust_from_options(home=stores.home)
+
+
+def trust_state(stores: Stores) -> TrustState:
+    return TrustState(stores.home / "trust-state.json")
 
 
 def pull(
@@ -195,12 +231,16 @@ def pull(
     destination: str | Path,
     *,
     force: bool = False,
+    trust: TrustPolicy | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
 ) -> PullResult:
-    """Write a model's files into ``destination``, every byte verified, all or nothing."""
+    """Write a model's files into ``destination``, every byte verified, all or nothing.
+
+    A stage reference (``fraud:production``) is verified against ``trust`` first.
+    """
     stores = stores or Stores()
-    repo, identifier = open_reference(stores, reference)
+    repo, identifier = open_reference(stores, reference, trust)
     pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
     return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
 
@@ -246,11 +286,15 @@ class ModelInfo:
 
 
 def inspect(
-    reference: str | Reference, *, stores: Stores | None = None, with_version: bool = True
+    reference: str | Reference,
+    *,
+    trust: TrustPolicy | None = None,
+    stores: Stores | None = None,
+    with_version: bool = True,
 ) -> ModelInfo:
     """The manifest, version, files and lineage of a model, without downloading its files."""
     stores = stores or Stores()
-    repo, identifier = open_reference(stores, reference)
+    repo, identifier = open_reference(stores, reference, trust)
     descriptor, _, manifest = fetch_model_manifest(repo, identifier)
     found = find_version(repo, descriptor.digest) if with_version else None
     return ModelInfo(
@@ -357,13 +401,17 @@ def versions(
 
 
 def diff(
-    first: str | Reference, second: str | Reference, *, stores: Stores | None = None
+    first: str | Reference,
+    second: str | Reference,
+    *,
+    trust: TrustPolicy | None = None,
+    stores: Stores | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """What changed from ``first`` to ``second``, grouped by lineage part and files."""
     stores = stores or Stores()
     sides = []
     for reference in (first, second):
-        repo, identifier = open_reference(stores, reference)
+        repo, identifier = open_reference(stores, reference, trust)
         _, _, manifest = fetch_model_manifest(repo, identifier)
         sides.append((repo, manifest, read_lineage(repo, manifest)))
     (repo_a, manifest_a, lineage_a), (repo_b, manifest_b, lineage_b) = sides
@@ -417,6 +465,90 @@ def repair(repository: str | Reference, *, stores: Stores | None = None) -> list
     """Give every pushed digest that lost a version race the next free number."""
     stores = stores or Stores()
     return repair_versions(stores.repository(_reference(repository)))
+
+
+# ----- stages ------------------------------------------------------------------------------
+
+
+def load_key(path: str | Path, passphrase: bytes | None = None) -> SigningKey:
+    """A signing key; the passphrase defaults to $MODELREG_KEY_PASSPHRASE."""
+    if passphrase is None and os.environ.get("MODELREG_KEY_PASSPHRASE"):
+        passphrase = os.environ["MODELREG_KEY_PASSPHRASE"].encode()
+    return load_signing_key(Path(path), passphrase)
+
+
+def promote(
+    reference: str | Reference,
+    stage: str,
+    key: SigningKey,
+    *,
+    policy: TrustPolicy | None = None,
+    expires_in: timedelta | None = None,
+    stores: Stores | None = None,
+) -> stages.Outcome:
+    """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware)."""
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference, policy)
+    return stages.promote(
+        repo, identifier, stage, key, policy or default_trust(stores), expires_in=expires_in
+    )
+
+
+def approve(
+    reference: str | Reference,
+    stage: str,
+    key: SigningKey,
+    *,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> stages.Outcome:
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference, policy)
+    trust = require_trust(policy or default_trust(stores), f"{stage} of {repo.name}")
+    return stages.approve(repo, identifier, stage, key, trust)
+
+
+def rollback(
+    repository: str | Reference,
+    stage: str,
+    key: SigningKey,
+    *,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> stages.Outcome:
+    stores = stores or Stores()
+    repo = stores.repository(_reference(repository))
+    return stages.rollback(repo, stage, key, policy or default_trust(stores))
+
+
+def history(
+    repository: str | Reference,
+    *,
+    stage: str | None = None,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> list[stages.HistoryEntry]:
+    stores = stores or Stores()
+    repo = stores.repository(_reference(repository))
+    return stages.history(repo, [stage] if stage else None, policy or default_trust(stores))
+
+
+def verify(
+    reference: str | Reference,
+    *,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> stages.VerifiedStage:
+    """Verify a stage's whole chain and its tag; remember the head so replays are refused."""
+    stores = stores or Stores()
+    ref = _reference(reference)
+    if not ref.tag or ref.digest:
+        raise InvalidInput(
+            f"{ref} names no stage", "write REPO:STAGE, e.g. localhost:5000/ml/fraud:production"
+        )
+    repo = stores.repository(ref)
+    trust = require_trust(policy or default_trust(stores), str(ref))
+    return stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
 
 
 def login(host: str, username: str, secret: str, *, stores: Stores | None = None) -> str:

@@ -79,10 +79,14 @@ def is_internal_tag(tag: str) -> bool:
 
 
 def stage_names(tags: Iterable[str], configured: Iterable[str] = DEFAULT_STAGES) -> set[str]:
+    """The default stages plus every stage that has promotion records."""
+    from .promotion import parse_record_tag
+
     names = set(configured)
     for tag in tags:
-        if tag.startswith(RECORD_TAG_PREFIX):
-            names.add(tag[len(RECORD_TAG_PREFIX) :].rsplit(".", 1)[0])
+        parsed = parse_record_tag(tag)
+        if parsed:
+            names.add(parsed[0])
     return names
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..policy import TrustPolicy, trust_from_options
 from ..store import RegistryOptions, Stores
 
 app = typer.Typer(
@@ -38,6 +39,20 @@ class Settings:
 
 
 settings = Settings()
+
+
+TrustOption = Annotated[
+    list[Path] | None,
+    typer.Option("--trust", help="Public key trusted to sign stages (repeatable)."),
+]
+PolicyOption = Annotated[
+    Path | None, typer.Option("--policy", help="Trust policy file (keys, thresholds, gates).")
+]
+
+
+def trust_policy(trust: list[Path] | None, policy: Path | None) -> TrustPolicy | None:
+    """--policy/--trust, else $MODELREG_POLICY, $MODELREG_TRUST or $MODELREG_HOME/policy.toml."""
+    return trust_from_options(trust or [], policy, home=settings.stores().home)
 
 
 @app.callback()

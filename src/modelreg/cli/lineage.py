@@ -9,7 +9,7 @@ import typer
 
 from .. import api
 from .. import lineage as lineage_mod
-from ._app import app, settings
+from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import emit_json, human_size, say
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -57,10 +57,12 @@ def versions(
 @app.command()
 def show(
     reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A version's digest, files and full lineage."""
-    info = api.inspect(reference, stores=settings.stores())
+    info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
     data = info.to_dict()
     if as_json:
         emit_json(data)
@@ -78,10 +80,12 @@ def show(
 @app.command(name="lineage")
 def lineage_command(
     reference: Annotated[str, typer.Argument(help="REPO[:TAG|:STAGE][@DIGEST].")],
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Which data, code, parameters and environment made this model."""
-    info = api.inspect(reference, stores=settings.stores())
+    info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
     facts = lineage_mod.lineage_as_dict(info.lineage) if info.lineage else {}
     if as_json:
         emit_json({"reference": info.reference, "version": info.version, **facts})
@@ -120,10 +124,12 @@ def _inline(value: Any) -> str:
 def diff(
     first: Annotated[str, typer.Argument(help="The older model reference.")],
     second: Annotated[str, typer.Argument(help="The newer model reference.")],
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """What changed between two versions: data, code, params, environment, metrics, files."""
-    changes = api.diff(first, second, stores=settings.stores())
+    changes = api.diff(first, second, trust=trust_policy(trust, policy), stores=settings.stores())
     if as_json:
         emit_json(changes)
         return

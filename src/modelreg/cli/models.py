@@ -10,7 +10,7 @@ import typer
 from .. import api
 from .. import lineage as lineage_mod
 from ..errors import InvalidInput
-from ._app import app, settings
+from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import emit_json, human_size, say, transfer_progress
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
@@ -104,12 +104,22 @@ def pull(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty destination.")
     ] = False,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Pull a model's files, every byte verified against its digest, all or nothing."""
+    """Pull a model's files, every byte verified against its digest, all or nothing.
+
+    A stage (REPO:production) is pulled only after its signed chain verifies.
+    """
     with transfer_progress(not as_json) as progress:
         result = api.pull(
-            reference, destination, force=force, stores=settings.stores(), progress=progress
+            reference,
+            destination,
+            force=force,
+            trust=trust_policy(trust, policy),
+            stores=settings.stores(),
+            progress=progress,
         )
     if as_json:
         emit_json(result.to_dict())
@@ -121,10 +131,12 @@ def pull(
 @app.command()
 def inspect(
     reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show a model's manifest: digest, layers, annotations."""
-    info = api.inspect(reference, stores=settings.stores())
+    info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
     if as_json:
         emit_json(info.to_dict())
         return

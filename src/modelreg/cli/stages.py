@@ -1,0 +1,227 @@
+"""Signing keys and stages: key generate, promote, approve, rollback, history, verify."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import api
+from ..errors import InvalidInput
+from ..policy import TrustPolicy
+from ..signing import SigningKey, generate_keypair
+from ..stages import Outcome
+from ..timeutil import parse_duration
+from ._app import PolicyOption, TrustOption, app, settings, trust_policy
+from ._output import emit_json, say
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+KeyOption = Annotated[Path, typer.Option("--key", "-k", help="Your private signing key.")]
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file", help="File holding the key's passphrase (or MODELREG_KEY_PASSPHRASE)."
+    ),
+]
+
+key_app = typer.Typer(help="Signing keys (ECDSA P-256).", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+def _read_passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read passphrase file {path}: {exc.strerror}") from None
+
+
+def _policy_or_own_key(
+    trust: list[Path] | None, policy: Path | None, key_path: Path, key: SigningKey
+) -> TrustPolicy:
+    """The configured trust; without one, the signer's own key (named after its file)."""
+    return trust_policy(trust, policy) or TrustPolicy({key_path.stem: key.public_key})
+
+
+def _signing_key(path: Path, passphrase_file: Path | None) -> SigningKey:
+    passphrase = _read_passphrase(passphrase_file)
+    try:
+        return api.load_key(path, passphrase)
+    except InvalidInput:
+        if (
+            passphrase is None
+            and not os.environ.get("MODELREG_KEY_PASSPHRASE")
+            and sys.stdin.isatty()
+        ):
+            entered = typer.prompt(f"Passphrase for {path}", hide_input=True)
+            return api.load_key(path, entered.encode())
+        raise
+
+
+@key_app.command("generate")
+def key_generate(
+    name: Annotated[str, typer.Argument(help="Key name: writes NAME.key and NAME.pub.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the files.")] = Path("."),
+    passphrase_file: PassphraseFile = None,
+    ask_passphrase: Annotated[
+        bool, typer.Option("--passphrase", help="Prompt for a passphrase to encrypt the key.")
+    ] = False,
+) -> None:
+    """Generate a signing key pair: NAME.key (mode 0600) and NAME.pub."""
+    passphrase = _read_passphrase(passphrase_file)
+    if passphrase is None and os.environ.get("MODELREG_KEY_PASSPHRASE"):
+        passphrase = os.environ["MODELREG_KEY_PASSPHRASE"].encode()
+    if ask_passphrase and passphrase is None:
+        passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True).encode()
+    private, public = generate_keypair(directory, name, passphrase)
+    say(f"private key: {private} (keep it secret)")
+    say(f"public key:  {public} (give it to whoever verifies)")
+
+
+def _report(outcome: Outcome, repository: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(outcome.to_dict())
+        return
+    version = f"v{outcome.version}" if outcome.version else outcome.digest[:19]
+    if outcome.status == "unchanged":
+        say(f"{repository} {outcome.stage} already holds {version}")
+    elif outcome.status == "pending":
+        say(
+            f"proposed {version} for {outcome.stage} (record {outcome.sequence}): "
+            f"{len(outcome.signers)} of {outcome.needed} signatures; "
+            "waiting for 'modelreg approve'"
+        )
+    else:
+        say(
+            f"{outcome.stage} -> {version} (record {outcome.sequence}, signed by "
+            f"{', '.join(outcome.signers)})"
+        )
+    if outcome.archived and outcome.archived.status == "promoted":
+        archived = outcome.archived
+        label = f"v{archived.version}" if archived.version else archived.digest[:19]
+        say(f"archived -> {label} (record {archived.sequence})")
+    for note in outcome.notes:
+        say(note)
+
+
+@app.command()
+def promote(
+    reference: Annotated[str, typer.Argument(help="The model: REPO:vN or REPO@DIGEST.")],
+    to: Annotated[str, typer.Option("--to", help="Stage: staging, production, …")],
+    key: KeyOption,
+    passphrase_file: PassphraseFile = None,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Record lifetime, e.g. 90d.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move a stage to a model with a signed promotion record (gated by the policy)."""
+    signing_key = _signing_key(key, passphrase_file)
+    outcome = api.promote(
+        reference,
+        to,
+        signing_key,
+        policy=_policy_or_own_key(trust, policy, key, signing_key),
+        expires_in=parse_duration(expires) if expires else None,
+        stores=settings.stores(),
+    )
+    _report(outcome, reference.split("@")[0], as_json)
+
+
+@app.command()
+def approve(
+    reference: Annotated[str, typer.Argument(help="The proposed model: REPO:vN or REPO@DIGEST.")],
+    to: Annotated[str, typer.Option("--to", help="The stage it was proposed for.")],
+    key: KeyOption,
+    passphrase_file: PassphraseFile = None,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add your signature to a pending promotion; the stage moves at the threshold."""
+    outcome = api.approve(
+        reference,
+        to,
+        _signing_key(key, passphrase_file),
+        policy=trust_policy(trust, policy),
+        stores=settings.stores(),
+    )
+    _report(outcome, reference.split("@")[0], as_json)
+
+
+@app.command()
+def rollback(
+    repository: Annotated[str, typer.Argument(help="Repository: fraud or HOST/REPO.")],
+    stage: Annotated[str, typer.Option("--stage", help="The stage to roll back.")],
+    key: KeyOption,
+    passphrase_file: PassphraseFile = None,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give a stage back to its previous model, with a new, higher signed record."""
+    signing_key = _signing_key(key, passphrase_file)
+    outcome = api.rollback(
+        repository,
+        stage,
+        signing_key,
+        policy=_policy_or_own_key(trust, policy, key, signing_key),
+        stores=settings.stores(),
+    )
+    _report(outcome, repository, as_json)
+
+
+@app.command()
+def history(
+    repository: Annotated[str, typer.Argument(help="Repository: fraud or HOST/REPO.")],
+    stage: Annotated[str | None, typer.Option("--stage", help="Only this stage.")] = None,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every stage move: sequence, version, from -> to, signers, time; each verified."""
+    entries = api.history(
+        repository, stage=stage, policy=trust_policy(trust, policy), stores=settings.stores()
+    )
+    if as_json:
+        emit_json([entry.to_dict() for entry in entries])
+        return
+    if not entries:
+        say("no promotions yet")
+        return
+    say(f"{'':2}{'STAGE':12} {'SEQ':>4} {'ACTION':9} {'TO':20} {'FROM':20} {'WHEN':21} SIGNED BY")
+    for entry in entries:
+        row = entry.to_dict()
+        mark = "✓" if entry.problem is None else "✗"
+        to = f"v{row['version']}" if row["version"] else str(row["digest"])[:19]
+        source = f"v{row['fromVersion']}" if row["fromVersion"] else str(row["from"] or "-")[:19]
+        say(
+            f"{mark} {row['stage']:12} {row['sequence']:>4} {row['action']:9} {to:20} "
+            f"{source:20} {row['issuedAt']:21} {', '.join(entry.signers)}"
+        )
+        if entry.problem:
+            say(f"    ! {entry.problem}")
+
+
+@app.command()
+def verify(
+    reference: Annotated[str, typer.Argument(help="REPO:STAGE, e.g. fraud:production.")],
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Verify a stage's whole signed chain and its tag; fail closed with the reason."""
+    verified = api.verify(reference, policy=trust_policy(trust, policy), stores=settings.stores())
+    if as_json:
+        emit_json(verified.to_dict())
+        return
+    version = f"v{verified.version}" if verified.version else ""
+    say(f"verified: {verified.repository}:{verified.stage} -> {version} {verified.digest}")
+    signers = ", ".join(verified.signers)
+    say(f"record {verified.sequence}, signed by {signers} at {verified.issued_at}")

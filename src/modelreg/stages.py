@@ -1,0 +1,746 @@
+"""Stages: promote, approve, roll back, archive, history, verify.
+
+A stage (``staging``, ``production``, ``archived``, or any name a team uses) is
+a chain of signed promotion records (see :mod:`.promotion`) plus a movable tag
+of the same name that plain clients can pull. Trust never comes from the tag:
+every read verifies the chain against a :class:`~.policy.TrustPolicy` and
+checks the tag agrees with it.
+
+Verification fails closed, with a message that says what was wrong:
+a tag moved without a record, a record signed by an untrusted key or by too
+few, a tampered record or signature, a gap or a fork in the chain, a head
+older than (or different from) the one this client accepted before, an
+expired record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from . import lineage as lineage_mod
+from .errors import (
+    ConflictError,
+    IntegrityError,
+    NotFound,
+    PolicyError,
+    VerificationError,
+)
+from .oci import Descriptor, Manifest
+from .policy import TrustPolicy, validate_stage
+from .promotion import (
+    PromotionRecord,
+    StoredRecord,
+    chain_sequences,
+    parse_record_tag,
+    pending_tag,
+    read_record,
+    record_tag,
+    store_record,
+)
+from .signing import (
+    IN_TOTO_PAYLOAD_TYPE,
+    Envelope,
+    SigningKey,
+    add_signature,
+    sign_envelope,
+    verify_envelope,
+)
+from .store.base import Repository
+from .timeutil import format_time, now_utc, parse_time
+from .trust_state import Accepted, TrustState
+from .versions import version_of
+
+ARCHIVED = "archived"
+PRODUCTION = "production"
+_COMMIT_ATTEMPTS = 16
+
+
+@dataclass(frozen=True)
+class VerifiedStage:
+    """A stage whose chain verified: the model it holds and the record that says so."""
+
+    repository: str
+    stage: str
+    digest: str
+    version: int | None
+    sequence: int
+    record_digest: str
+    payload_digest: str
+    signers: tuple[str, ...]
+    issued_at: str
+    expires_at: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "repository": self.repository,
+            "stage": self.stage,
+            "digest": self.digest,
+            "reference": self.reference,
+            "version": self.version,
+            "sequence": self.sequence,
+            "record": self.record_digest,
+            "signers": list(self.signers),
+            "issuedAt": self.issued_at,
+            "expiresAt": self.expires_at,
+        }
+
+
+def _stage_key(repository: Repository, stage: str) -> str:
+    return TrustState.key(repository.store_id, repository.path_in_store, stage)
+
+
+# ----- reading and verifying a chain -------------------------------------------------------------
+
+
+def _read(repository: Repository, stage: str, sequence: int) -> StoredRecord:
+    try:
+        stored = read_record(repository, record_tag(stage, sequence))
+    except IntegrityError as exc:
+        raise VerificationError(
+            f"{stage} record {sequence} of {repository.name} is tampered or malformed: "
+            f"{exc.message}",
+            "someone altered the record; find out who, then promote again",
+        ) from None
+    _check_binding(repository, stage, sequence, stored.record)
+    return stored
+
+
+def _check_binding(
+    repository: Repository, stage: str, sequence: int, record: PromotionRecord
+) -> None:
+    if record.stage != stage or record.sequence != sequence:
+        raise VerificationError(
+            f"record at {record_tag(stage, sequence)} says it is {record.stage} record "
+            f"{record.sequence}",
+            "a record was copied under another tag; the chain is not trustworthy",
+        )
+    if record.repository != repository.path_in_store:
+        raise VerificationError(
+            f"{stage} record {sequence} was signed for repository {record.repository!r}, "
+            f"not {repository.path_in_store!r}",
+            "records cannot be replayed across repositories",
+        )
+
+
+def _check_link(stage: str, stored: StoredRecord, previous: StoredRecord | None) -> None:
+    expected = previous.payload_digest if previous else None
+    if stored.record.previous != expected:
+        raise _broken_link(stage, stored.record.sequence)
+
+
+def _broken_link(stage: str, sequence: int) -> VerificationError:
+    return VerificationError(
+        f"{stage} record {sequence} does not follow record {sequence - 1}: the chain is "
+        "forked or was rewritten",
+        "two different records claim this place in the history; do not trust the stage "
+        "until it is investigated",
+    )
+
+
+def _check_signatures(
+    policy: TrustPolicy, stage: str, stored: StoredRecord, *, head: bool
+) -> tuple[str, ...]:
+    check = policy.check_signatures(stage, stored.envelope)
+    where = f"{stage} record {stored.record.sequence}"
+    if check.invalid:
+        raise VerificationError(
+            f"{where} has an invalid signature by {', '.join(check.invalid)}: tampered",
+            "the record or its signature was altered after signing",
+        )
+    needed = check.threshold if head else 1
+    if len(check.valid_signers) < needed:
+        by = ", ".join(check.untrusted) if check.untrusted else "no trusted key"
+        raise VerificationError(
+            f"{where} is signed by {by}; it needs {needed} signature(s) from "
+            f"{', '.join(sorted(policy.allowed_names(stage))) or 'the trusted keys'}",
+            "a stage moved without enough trusted signatures is refused",
+        )
+    return check.valid_signers
+
+
+def _check_expiry(stage: str, record: PromotionRecord) -> None:
+    if record.expires_at and parse_time(record.expires_at) < now_utc():
+        raise VerificationError(
+            f"the {stage} record {record.sequence} expired at {record.expires_at}",
+            "promote the model again to renew the stage",
+        )
+
+
+def stage_sequences(repository: Repository, stage: str) -> list[int]:
+    return chain_sequences(repository.list_tags(), stage)
+
+
+def _head_sequence_from(repository: Repository, stage: str, start: int) -> int:
+    """The last sequence, probing forward from one known to exist (no tag listing)."""
+    sequence = start
+    while repository.resolve(record_tag(stage, sequence + 1)) is not None:
+        sequence += 1
+    return sequence
+
+
+def verify_stage(
+    repository: Repository,
+    stage: str,
+    policy: TrustPolicy,
+    *,
+    state: TrustState | None = None,
+    full: bool = False,
+    check_tag: bool = True,
+) -> VerifiedStage:
+    """Verify ``stage`` and return what it holds; raise VerificationError otherwise.
+
+    ``full`` walks and checks every record; otherwise the head is checked in
+    full and linked to what this client accepted before (or to its predecessor).
+    """
+    validate_stage(stage)
+    key = _stage_key(repository, stage)
+    accepted = state.get(key) if state else None
+    chain: dict[int, StoredRecord] = {}
+    if accepted is not None and not full:
+        head_sequence = _warm_head(repository, stage, accepted)
+        start = accepted.sequence
+    else:
+        sequences = stage_sequences(repository, stage)
+        if not sequences:
+            raise NotFound(
+                f"{repository.name} has no {stage} promotion records",
+                f"promote a version first: modelreg promote {repository.name}:vN --to {stage}",
+            )
+        head_sequence = sequences[-1]
+        if sequences != list(range(1, head_sequence + 1)):
+            missing = sorted(set(range(1, head_sequence + 1)) - set(sequences))
+            raise VerificationError(
+                f"{stage} records {missing[:5]} of {repository.name} are missing: the chain has "
+                "a gap",
+                "records were deleted from the registry; restore them or investigate",
+            )
+        start = 1 if full else max(1, head_sequence - 1)
+        if accepted is not None:
+            start = min(start, accepted.sequence)
+    if accepted is not None and head_sequence < accepted.sequence:
+        raise VerificationError(
+            f"{repository.name} {stage} is at sequence {head_sequence}, but this client already "
+            f"accepted sequence {accepted.sequence}: an older record was replayed",
+            "someone removed newer records or points you at an old copy; do not trust it",
+        )
+    # the payload digest each record must name as its predecessor, when known
+    link: str | bool | None = False  # False: unknown (first record of a partial walk)
+    if start == 1:
+        link = None
+    signers: tuple[str, ...] = ()
+    for sequence in range(start, head_sequence + 1):
+        warm_accepted = accepted is not None and sequence == accepted.sequence
+        if warm_accepted and not full:
+            assert accepted is not None
+            link = accepted.payload  # _warm_head proved this record is unchanged
+            continue
+        stored = _read(repository, stage, sequence)
+        if warm_accepted and accepted is not None and stored.payload_digest != accepted.payload:
+            raise _fork(repository, stage, sequence)
+        if link is not False and stored.record.previous != link:
+            raise _broken_link(stage, sequence)
+        signers = _check_signatures(policy, stage, stored, head=sequence == head_sequence)
+        chain[sequence] = stored
+        link = stored.payload_digest
+    if head_sequence in chain:
+        head = chain[head_sequence]
+        record = head.record
+        result = VerifiedStage(
+            repository.name,
+            stage,
+            record.digest,
+            record.version,
+            record.sequence,
+            head.manifest_digest,
+            head.payload_digest,
+            signers,
+            record.issued_at,
+            record.expires_at,
+        )
+    else:
+        assert accepted is not None
+        result = _from_accepted(repository, stage, accepted)
+    if result.expires_at:
+        _check_expiry(stage, _expiring(result))
+    if check_tag:
+        tagged = repository.resolve(stage)
+        if tagged is None or tagged.digest != result.digest:
+            raise VerificationError(
+                f"the {stage} tag of {repository.name} points at "
+                f"{tagged.digest if tagged else 'nothing'}, but the signed chain says "
+                f"{result.digest}",
+                "the tag was moved without a signed promotion; only 'modelreg promote' moves "
+                "stages",
+            )
+    if state is not None:
+        state.accept(
+            key,
+            Accepted(
+                sequence=result.sequence,
+                payload=result.payload_digest,
+                record=result.record_digest,
+                target=result.digest,
+                version=result.version,
+                verified_at=time.time(),
+                signers=list(result.signers),
+                issued_at=result.issued_at,
+                expires_at=result.expires_at,
+            ),
+        )
+    return result
+
+
+def _warm_head(repository: Repository, stage: str, accepted: Accepted) -> int:
+    found = repository.resolve(record_tag(stage, accepted.sequence))
+    if found is None:
+        raise VerificationError(
+            f"{stage} record {accepted.sequence} of {repository.name}, which this client "
+            "accepted, is gone",
+            "records were deleted or you are reading another registry; do not trust it",
+        )
+    if found.digest != accepted.record:
+        stored = _read(repository, stage, accepted.sequence)
+        if stored.payload_digest != accepted.payload:
+            raise _fork(repository, stage, accepted.sequence)
+    return _head_sequence_from(repository, stage, accepted.sequence)
+
+
+def _fork(repository: Repository, stage: str, sequence: int) -> VerificationError:
+    return VerificationError(
+        f"{stage} record {sequence} of {repository.name} differs from the one this client "
+        "accepted: the chain is forked",
+        "two valid records claim the same sequence; do not trust the stage until investigated",
+    )
+
+
+def _from_accepted(repository: Repository, stage: str, accepted: Accepted) -> VerifiedStage:
+    return VerifiedStage(
+        repository.name,
+        stage,
+        accepted.target,
+        accepted.version,
+        accepted.sequence,
+        accepted.record,
+        accepted.payload,
+        tuple(accepted.signers),
+        accepted.issued_at,
+        accepted.expires_at,
+    )
+
+
+def _expiring(result: VerifiedStage) -> PromotionRecord:
+    return PromotionRecord(
+        repository=result.repository,
+        stage=result.stage,
+        digest=result.digest,
+        sequence=result.sequence,
+        previous=None,
+        issued_at=result.issued_at,
+        expires_at=result.expires_at,
+    )
+
+
+def _current_head(
+    repository: Repository, stage: str, policy: TrustPolicy
+) -> tuple[StoredRecord | None, list[str]]:
+    """The verified head record of a stage (or None) and the tags read to find it."""
+    tags = repository.list_tags()
+    sequences = chain_sequences(tags, stage)
+    if not sequences:
+        return None, tags
+    head = _read(repository, stage, sequences[-1])
+    if sequences[-1] > 1:
+        _check_link(stage, head, _read(repository, stage, sequences[-1] - 1))
+    try:
+        _check_signatures(policy, stage, head, head=True)
+    except VerificationError as exc:
+        raise VerificationError(
+            f"cannot build on the current {stage} record: {exc.message}",
+            "pass the trust policy that covers its signers (--policy or --trust)",
+        ) from None
+    return head, tags
+
+
+# ----- moving a stage -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a promote/approve/rollback did."""
+
+    status: str  # "promoted", "pending", "unchanged"
+    stage: str
+    digest: str
+    version: int | None
+    sequence: int
+    signers: tuple[str, ...] = ()
+    needed: int = 1
+    archived: Outcome | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "stage": self.stage,
+            "digest": self.digest,
+            "version": self.version,
+            "sequence": self.sequence,
+            "signers": list(self.signers),
+            "needed": self.needed,
+            "archived": self.archived.to_dict() if self.archived else None,
+            "notes": list(self.notes),
+        }
+
+
+def promote(
+    repository: Repository,
+    reference: str,
+    stage: str,
+    key: SigningKey,
+    policy: TrustPolicy | None = None,
+    *,
+    expires_in: timedelta | None = None,
+    action: str = "promote",
+) -> Outcome:
+    """Sign a move of ``stage`` to the model at ``reference``; gated by ``policy``.
+
+    With a k-of-n policy the first signature makes a pending proposal that
+    ``approve`` completes; the stage moves when the threshold is met.
+    """
+    validate_stage(stage)
+    policy = policy or TrustPolicy({key.key_id[:12]: key.public_key})
+    policy.require_signer(stage, key.key_id)
+    model, model_bytes = repository.fetch_manifest(reference)
+    version = version_of(repository, model.digest)
+    for _ in range(_COMMIT_ATTEMPTS):
+        head, tags = _current_head(repository, stage, policy)
+        if head is not None and head.record.digest == model.digest and action == "promote":
+            return Outcome("unchanged", stage, model.digest, version, head.record.sequence)
+        if action == "promote":
+            _check_gates(repository, stage, model_bytes, model.digest, policy, head, tags)
+        issued = now_utc()
+        record = PromotionRecord(
+            repository=repository.path_in_store,
+            stage=stage,
+            digest=model.digest,
+            sequence=head.record.sequence + 1 if head else 1,
+            previous=head.payload_digest if head else None,
+            issued_at=format_time(issued),
+            action=action,
+            version=version,
+            replaces=head.record.digest if head else None,
+            expires_at=format_time(issued + expires_in) if expires_in else None,
+        )
+        envelope = sign_envelope(IN_TOTO_PAYLOAD_TYPE, record.payload(), key)
+        outcome = _commit_or_propose(repository, policy, envelope, record, model, key)
+        if outcome is not None:
+            return outcome
+    raise ConflictError(
+        f"{repository.name}: {stage} kept moving under concurrent promotions",
+        "promote again",
+    )
+
+
+def approve(
+    repository: Repository,
+    reference: str,
+    stage: str,
+    key: SigningKey,
+    policy: TrustPolicy,
+) -> Outcome:
+    """Add a signature to the pending proposal for ``stage``; move it at the threshold."""
+    validate_stage(stage)
+    policy.require_signer(stage, key.key_id)
+    model, _ = repository.fetch_manifest(reference)
+    head, _ = _current_head(repository, stage, policy)
+    sequence = head.record.sequence + 1 if head else 1
+    try:
+        pending = read_record(repository, pending_tag(stage, sequence))
+    except NotFound:
+        raise PolicyError(
+            f"nothing awaits approval for {stage} of {repository.name}",
+            f"start with: modelreg promote {repository.name}@{model.digest} --to {stage}",
+        ) from None
+    except IntegrityError as exc:
+        raise VerificationError(
+            f"the pending {stage} proposal is malformed: {exc.message}"
+        ) from None
+    record = pending.record
+    _check_binding(repository, stage, sequence, record)
+    if record.digest != model.digest:
+        raise PolicyError(
+            f"the pending {stage} proposal is for {record.digest}"
+            + (f" (v{record.version})" if record.version else "")
+            + f", not {model.digest}",
+            "approve the version that was proposed, or propose this one with 'modelreg promote'",
+        )
+    if record.previous != (head.payload_digest if head else None):
+        raise PolicyError(
+            f"the pending {stage} proposal is stale: the stage moved since it was made",
+            "propose again with 'modelreg promote'",
+        )
+    # keep only signatures that verify; a tampered one must not block the proposal forever
+    verified = set(verify_envelope(pending.envelope, policy.allowed_keys(stage)).verified)
+    kept = tuple(s for s in pending.envelope.signatures if s.keyid in verified)
+    envelope = add_signature(Envelope(pending.envelope.payload_type, record.payload(), kept), key)
+    outcome = _commit_or_propose(repository, policy, envelope, record, model, key)
+    if outcome is None:
+        raise ConflictError(
+            f"{repository.name}: {stage} moved while approving", "propose and approve again"
+        )
+    return outcome
+
+
+def rollback(
+    repository: Repository,
+    stage: str,
+    key: SigningKey,
+    policy: TrustPolicy | None = None,
+) -> Outcome:
+    """Give ``stage`` back to the model that held it before the last move (a new record)."""
+    validate_stage(stage)
+    policy = policy or TrustPolicy({key.key_id[:12]: key.public_key})
+    head, _ = _current_head(repository, stage, policy)
+    if head is None or head.record.replaces is None:
+        raise PolicyError(
+            f"{stage} of {repository.name} has no earlier holder to roll back to",
+            "promote the version you want instead",
+        )
+    return promote(repository, head.record.replaces, stage, key, policy, action="rollback")
+
+
+def _commit_or_propose(
+    repository: Repository,
+    policy: TrustPolicy,
+    envelope: Envelope,
+    record: PromotionRecord,
+    model: Descriptor,
+    key: SigningKey,
+) -> Outcome | None:
+    """Commit when the signatures reach the threshold, else store the proposal.
+
+    Returns None when a concurrent promotion took this sequence (the caller retries).
+    """
+    check = policy.check_signatures(record.stage, envelope)
+    if not check.ok:
+        store_record(
+            repository, envelope, model, pending_tag(record.stage, record.sequence), claim=False
+        )
+        return Outcome(
+            "pending",
+            record.stage,
+            record.digest,
+            record.version,
+            record.sequence,
+            check.valid_signers,
+            check.threshold,
+        )
+    written, _ = store_record(
+        repository, envelope, model, record_tag(record.stage, record.sequence), claim=True
+    )
+    if not written:
+        return None
+    _move_tag(repository, record.stage, policy)
+    archived = None
+    notes: list[str] = []
+    if (
+        record.stage == PRODUCTION
+        and record.replaces
+        and record.replaces != record.digest
+        and record.action in ("promote", "rollback")
+    ):
+        archived, note = _archive(repository, record.replaces, key, policy)
+        if note:
+            notes.append(note)
+    return Outcome(
+        "promoted",
+        record.stage,
+        record.digest,
+        record.version,
+        record.sequence,
+        check.valid_signers,
+        check.threshold,
+        archived,
+        tuple(notes),
+    )
+
+
+def _archive(
+    repository: Repository, digest: str, key: SigningKey, policy: TrustPolicy
+) -> tuple[Outcome | None, str | None]:
+    """Record the former production model in ``archived``, signed by the same key."""
+    try:
+        return promote(repository, digest, ARCHIVED, key, policy, action="archive"), None
+    except PolicyError as exc:
+        return None, f"not archived: {exc.message}"
+
+
+def _move_tag(repository: Repository, stage: str, policy: TrustPolicy) -> None:
+    """Point the stage tag at the chain head's model; converge when promotions race."""
+    for _ in range(8):
+        sequences = stage_sequences(repository, stage)
+        head = _read(repository, stage, sequences[-1])
+        descriptor, data = repository.fetch_manifest(head.record.digest)
+        repository.push_manifest(data, descriptor.media_type, [stage])
+        if stage_sequences(repository, stage)[-1] == sequences[-1]:
+            return
+
+
+def _check_gates(
+    repository: Repository,
+    stage: str,
+    model_bytes: bytes,
+    digest: str,
+    policy: TrustPolicy,
+    head: StoredRecord | None,
+    tags: list[str],
+) -> None:
+    rule = policy.rule(stage)
+    if rule.requires:
+        held = any(
+            stored.record.digest == digest
+            for stored in _chain_records(repository, rule.requires, tags)
+        )
+        if not held:
+            raise PolicyError(
+                f"refused by rule 'requires = \"{rule.requires}\"': {digest} was never in "
+                f"{rule.requires}",
+                f"promote it to {rule.requires} first",
+            )
+    if not rule.gates:
+        return
+    facts = _facts(model_bytes)
+    holders: dict[str, dict[str, object] | None] = {}
+    for gate in rule.gates:
+        holder_facts = None
+        if gate.stage is not None:
+            if gate.stage not in holders:
+                holders[gate.stage] = _holder_facts(repository, gate.stage, policy, head, stage)
+            holder_facts = holders[gate.stage]
+        refusal = gate.check(facts, holder_facts)
+        if refusal:
+            raise PolicyError(f"refused by {refusal}", "improve the model or change the policy")
+
+
+def _facts(manifest_bytes: bytes) -> dict[str, object]:
+    manifest = Manifest.parse(manifest_bytes)
+    return lineage_mod.lineage_as_dict(lineage_mod.from_annotations(manifest.annotations))
+
+
+def _holder_facts(
+    repository: Repository,
+    gate_stage: str,
+    policy: TrustPolicy,
+    head: StoredRecord | None,
+    stage: str,
+) -> dict[str, object] | None:
+    if gate_stage == stage:
+        holder = head
+    else:
+        holder, _ = _current_head(repository, gate_stage, policy)
+    if holder is None:
+        return None
+    _, data = repository.fetch_manifest(holder.record.digest)
+    return _facts(data)
+
+
+def _chain_records(repository: Repository, stage: str, tags: list[str]) -> Iterable[StoredRecord]:
+    for sequence in chain_sequences(tags, stage):
+        yield _read(repository, stage, sequence)
+
+
+# ----- history ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    stored: StoredRecord
+    signers: tuple[str, ...]
+    problem: str | None  # None when the record verified
+    from_version: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        record = self.stored.record
+        return {
+            "stage": record.stage,
+            "sequence": record.sequence,
+            "action": record.action,
+            "digest": record.digest,
+            "version": record.version,
+            "from": record.replaces,
+            "fromVersion": self.from_version,
+            "issuedAt": record.issued_at,
+            "expiresAt": record.expires_at,
+            "signers": list(self.signers),
+            "record": self.stored.manifest_digest,
+            "verified": self.problem is None,
+            "problem": self.problem,
+        }
+
+
+def history(
+    repository: Repository, stages: Iterable[str] | None = None, policy: TrustPolicy | None = None
+) -> list[HistoryEntry]:
+    """Every record of the given stages (default: all), each checked on its own."""
+    tags = repository.list_tags()
+    names = sorted(
+        set(stages) if stages else {p[0] for t in tags if (p := parse_record_tag(t)) is not None}
+    )
+    entries: list[HistoryEntry] = []
+    versions: dict[str, int | None] = {}
+
+    def _version(digest: str | None) -> int | None:
+        if digest is None:
+            return None
+        if digest not in versions:
+            versions[digest] = version_of(repository, digest)
+        return versions[digest]
+
+    for stage in names:
+        previous: StoredRecord | None = None
+        sequences = chain_sequences(tags, stage)
+        for index, sequence in enumerate(sequences):
+            try:
+                stored = _read(repository, stage, sequence)
+            except VerificationError as exc:
+                previous = None
+                entries.append(_broken(stage, sequence, exc.message))
+                continue
+            problem = None
+            signers: tuple[str, ...] = tuple(k.keyid[:12] for k in stored.envelope.signatures)
+            try:
+                if sequence != index + 1:
+                    raise VerificationError(f"records before {sequence} are missing")
+                _check_link(stage, stored, previous)
+                if policy is not None:
+                    signers = _check_signatures(
+                        policy, stage, stored, head=sequence == sequences[-1]
+                    )
+                else:
+                    problem = "unverified: no trust policy given"
+            except VerificationError as exc:
+                problem = exc.message
+            replaced = stored.record.replaces
+            entries.append(HistoryEntry(stored, signers, problem, _version(replaced)))
+            previous = stored
+    return entries
+
+
+def _broken(stage: str, sequence: int, problem: str) -> HistoryEntry:
+    placeholder = PromotionRecord(
+        repository="?",
+        stage=stage,
+        digest="sha256:" + "0" * 64,
+        sequence=sequence,
+        previous=None,
+        issued_at="?",
+    )
+    envelope = Envelope(IN_TOTO_PAYLOAD_TYPE, b"", ())
+    return HistoryEntry(StoredRecord(placeholder, envelope, "", ""), (), problem)

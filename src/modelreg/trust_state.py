@@ -1,0 +1,98 @@
+"""What this client last accepted for each stage, so a replayed or forked chain is refused.
+
+One small JSON file, updated under an exclusive lock with write-then-rename, so
+several processes sharing it (a CLI, a resolver cache) never lose an update.
+The sequence it remembers only grows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import VerificationError
+
+
+@dataclass(frozen=True)
+class Accepted:
+    sequence: int
+    payload: str  # payload digest of the accepted head record
+    record: str  # manifest digest of that record
+    target: str  # the model digest it promoted
+    version: int | None = None
+    verified_at: float = 0.0
+    signers: list[str] = field(default_factory=list)
+    issued_at: str = ""
+    expires_at: str | None = None
+
+
+class TrustState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def key(store_id: str, repository: str, stage: str) -> str:
+        return f"{store_id}|{repository}|{stage}"
+
+    def get(self, key: str) -> Accepted | None:
+        entry = self._read().get(key)
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return Accepted(**entry)
+        except TypeError:
+            return None
+
+    def accept(self, key: str, accepted: Accepted) -> None:
+        """Remember ``accepted`` unless it would move the sequence backwards."""
+        with self._locked():
+            data = self._read()
+            current = data.get(key)
+            if isinstance(current, dict) and current.get("sequence", 0) > accepted.sequence:
+                raise VerificationError(
+                    f"refusing to go back from sequence {current['sequence']} to "
+                    f"{accepted.sequence} for {key.split('|', 1)[1]}",
+                    "a replayed older record was offered",
+                )
+            data[key] = asdict(accepted)
+            self._write(data)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise VerificationError(
+                f"trust state {self.path} is corrupted",
+                "inspect it; delete it only if you accept re-trusting the current heads",
+            ) from None
+        return value if isinstance(value, dict) else {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        fd, name = tempfile.mkstemp(prefix=".trust-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(name, self.path)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
