@@ -31,6 +31,8 @@ _EXPORTS = {
     "Stores": "store",
     "RegistryOptions": "store",
     "ModelregError": "errors",
+    "Resolver": "resolver",
+    "ResolvedModel": "resolver",
 }
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .errors import ModelregError
     from .lineage import Lineage, capture_lineage
     from .reference import Reference, parse_reference
+    from .resolver import ResolvedModel, Resolver
     from .store import RegistryOptions, Stores
 
 
@@ -73,6 +76,8 @@ __all__ = [
     "PushResult",
     "Reference",
     "RegistryOptions",
+    "ResolvedModel",
+    "Resolver",
     "Stores",
     "capture_lineage",
     "copy",

@@ -27,6 +27,7 @@ those keys may move any stage alone. Signatures gate trust at every read;
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import os
 import re
@@ -183,6 +184,16 @@ class TrustPolicy:
                 f"key {self.name_of(key_id)} may not sign stage {stage!r} under this policy",
                 f"sign with one of: {', '.join(sorted(self.allowed_names(stage))) or 'none'}",
             )
+
+    def fingerprint(self, stage: str) -> str:
+        """Identifies what this policy trusts for ``stage`` (keys and threshold).
+
+        Remembered heads are kept per fingerprint: an answer accepted under one
+        policy is never reused under another without verifying again.
+        """
+        keys = sorted(self.allowed_keys(stage))
+        text = f"{self.rule(stage).threshold}:{','.join(keys)}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def allowed_names(self, stage: str) -> list[str]:
         signers = self.rule(stage).signers

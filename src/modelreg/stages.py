@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from . import lineage as lineage_mod
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -92,8 +91,10 @@ class VerifiedStage:
         }
 
 
-def _stage_key(repository: Repository, stage: str) -> str:
-    return TrustState.key(repository.store_id, repository.path_in_store, stage)
+def _stage_key(repository: Repository, stage: str, policy: TrustPolicy) -> str:
+    return TrustState.key(
+        repository.store_id, repository.path_in_store, stage, policy.fingerprint(stage)
+    )
 
 
 # ----- reading and verifying a chain -------------------------------------------------------------
@@ -200,7 +201,7 @@ def verify_stage(
     full and linked to what this client accepted before (or to its predecessor).
     """
     validate_stage(stage)
-    key = _stage_key(repository, stage)
+    key = _stage_key(repository, stage, policy)
     accepted = state.get(key) if state else None
     chain: dict[int, StoredRecord] = {}
     if accepted is not None and not full:
@@ -630,6 +631,8 @@ def _check_gates(
 
 
 def _facts(manifest_bytes: bytes) -> dict[str, object]:
+    from . import lineage as lineage_mod  # only promotions with gates need it
+
     manifest = Manifest.parse(manifest_bytes)
     return lineage_mod.lineage_as_dict(lineage_mod.from_annotations(manifest.annotations))
 

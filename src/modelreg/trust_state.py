@@ -38,8 +38,8 @@ class TrustState:
         self.path = path
 
     @staticmethod
-    def key(store_id: str, repository: str, stage: str) -> str:
-        return f"{store_id}|{repository}|{stage}"
+    def key(store_id: str, repository: str, stage: str, policy: str) -> str:
+        return f"{store_id}|{repository}|{stage}|{policy}"
 
     def get(self, key: str) -> Accepted | None:
         entry = self._read().get(key)

@@ -11,7 +11,7 @@ import typer
 
 from .. import api
 from ..errors import InvalidInput
-from ..policy import TrustPolicy
+from ..policy import TrustPolicy, require_trust
 from ..signing import SigningKey, generate_keypair
 from ..stages import Outcome
 from ..timeutil import parse_duration
@@ -225,3 +225,29 @@ def verify(
     say(f"verified: {verified.repository}:{verified.stage} -> {version} {verified.digest}")
     signers = ", ".join(verified.signers)
     say(f"record {verified.sequence}, signed by {signers} at {verified.issued_at}")
+
+
+@app.command()
+def resolve(
+    repository: Annotated[str, typer.Argument(help="Repository: fraud or HOST/REPO.")],
+    stage: Annotated[str, typer.Option("--stage", help="The stage to resolve.")] = "production",
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
+    output: Annotated[
+        str, typer.Option("--format", help="digest, ref (repo@sha256:…, for Kubernetes) or json.")
+    ] = "digest",
+) -> None:
+    """Print the verified digest a stage holds (fail closed), for deploy tooling."""
+    if output not in ("digest", "ref", "json"):
+        raise InvalidInput(f"unknown --format {output!r}", "use digest, ref or json")
+    from ..resolver import Resolver
+
+    resolver = Resolver(
+        policy=require_trust(trust_policy(trust, policy), f"{repository}:{stage}"),
+        stores=settings.stores(),
+    )
+    model = resolver.resolve(repository, stage)
+    if output == "json":
+        emit_json(model.to_dict())
+    else:
+        say(model.reference if output == "ref" else model.digest)

@@ -1,0 +1,353 @@
+"""The resolver: serving code asks for a stage and gets a verified digest and its files.
+
+    from modelreg import Resolver
+
+    resolver = Resolver(trust=["alice.pub"], cache_dir="/var/cache/models")
+    model = resolver.resolve("localhost:5000/ml/fraud", stage="production")
+    path = resolver.fetch(model)            # verified files, shared across versions
+    for model in resolver.watch("localhost:5000/ml/fraud", interval=5):
+        reload(resolver.fetch(model))       # on start and on every verified promotion
+
+Every answer comes from a promotion chain verified against the trust policy;
+the last accepted head of each stage is kept on disk, so a replayed older
+record is refused across restarts. When the registry cannot be reached the
+last verified answer is returned if it is younger than ``max_stale`` (and
+marked ``stale``); otherwise the error is raised.
+
+The cache under ``cache_dir`` is content-addressed and safe for several
+processes: ``layers/<hex>`` holds each verified, extracted layer (written to a
+temporary name, renamed only after its digest checked out), ``models/<hex>``
+a model directory assembled from them with hard links. A crash leaves only
+temporary names, which nothing trusts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
+from .errors import ModelregError, RegistryUnavailable
+from .oci import MAX_MANIFEST_BYTES, Descriptor, Manifest
+from .packing import unpack_layer
+from .policy import TrustPolicy, require_trust, trust_from_options
+from .reference import Reference, parse_reference
+from .stages import verify_stage
+from .store import Stores
+from .store.base import Repository
+from .transfer import model_layers
+from .trust_state import TrustState
+
+if TYPE_CHECKING:
+    from .lineage import Lineage
+
+_TEMP_PREFIX = ".tmp-"
+_STALE_TEMP_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A verified answer: which model a stage holds."""
+
+    repository: str
+    stage: str
+    digest: str
+    version: int | None
+    sequence: int
+    signers: tuple[str, ...]
+    manifest: Manifest = field(repr=False)
+    stale: bool = False
+    verified_at: float = 0.0
+
+    @property
+    def reference(self) -> str:
+        """``repo@sha256:…``: what Docker, Kubernetes and ``modelreg pull`` take."""
+        return f"{self.repository}@{self.digest}"
+
+    @property
+    def lineage(self) -> Lineage:
+        from .lineage import from_annotations
+
+        return from_annotations(self.manifest.annotations)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "repository": self.repository,
+            "stage": self.stage,
+            "digest": self.digest,
+            "reference": self.reference,
+            "version": self.version,
+            "sequence": self.sequence,
+            "signers": list(self.signers),
+            "stale": self.stale,
+            "verifiedAt": self.verified_at,
+        }
+
+
+class Resolver:
+    """Resolves stages to verified digests and fetches their files. Thread-safe."""
+
+    def __init__(
+        self,
+        trust: Sequence[str | Path] = (),
+        *,
+        policy: str | Path | TrustPolicy | None = None,
+        cache_dir: str | Path | None = None,
+        max_stale: timedelta | float = timedelta(hours=1),
+        stores: Stores | None = None,
+    ) -> None:
+        self._stores = stores or Stores()
+        if isinstance(policy, TrustPolicy):
+            loaded: TrustPolicy | None = policy
+        else:
+            loaded = trust_from_options(
+                [Path(t) for t in trust],
+                Path(policy) if policy is not None else None,
+                home=self._stores.home,
+            )
+        self._policy = require_trust(loaded, "a resolver")
+        self.cache_dir = Path(cache_dir) if cache_dir else self._stores.home / "cache" / "resolver"
+        for sub in ("blobs", "layers", "models"):
+            (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._state = TrustState(self.cache_dir / "trust-state.json")
+        self._max_stale = (
+            max_stale.total_seconds() if isinstance(max_stale, timedelta) else float(max_stale)
+        )
+        self._lock = threading.Lock()
+        self._repositories: dict[str, Repository] = {}
+
+    # ----- resolve -------------------------------------------------------------------
+
+    def _repository(self, reference: Reference) -> Repository:
+        with self._lock:
+            repo = self._repositories.get(reference.name)
+            if repo is None:
+                repo = self._stores.repository(reference)
+                self._repositories[reference.name] = repo
+            return repo
+
+    def resolve(self, repository: str, stage: str = "production") -> ResolvedModel:
+        """The model ``stage`` holds, verified; or the last verified answer when offline."""
+        reference = parse_reference(repository).bare()
+        repo = self._repository(reference)
+        try:
+            verified = verify_stage(repo, stage, self._policy, state=self._state)
+        except RegistryUnavailable as unreachable:
+            return self._offline_answer(repo, stage, unreachable)
+        manifest = self._manifest(repo, verified.digest)
+        return ResolvedModel(
+            repo.name,
+            stage,
+            verified.digest,
+            verified.version,
+            verified.sequence,
+            verified.signers,
+            manifest,
+            verified_at=time.time(),
+        )
+
+    def _offline_answer(
+        self, repo: Repository, stage: str, unreachable: RegistryUnavailable
+    ) -> ResolvedModel:
+        accepted = self._state.get(
+            TrustState.key(
+                repo.store_id, repo.path_in_store, stage, self._policy.fingerprint(stage)
+            )
+        )
+        if accepted is None:
+            raise RegistryUnavailable(
+                f"{unreachable.message}; and no verified answer for {repo.name}:{stage} is cached",
+                unreachable.hint,
+            ) from None
+        age = time.time() - accepted.verified_at
+        if age > self._max_stale:
+            raise RegistryUnavailable(
+                f"{unreachable.message}; the last verified answer for {repo.name}:{stage} is "
+                f"{age:.0f} s old, over max_stale ({self._max_stale:.0f} s)",
+                "bring the registry back, or raise max_stale if older answers are acceptable",
+            ) from None
+        manifest = self._cached_manifest(accepted.target)
+        if manifest is None:
+            raise unreachable
+        return ResolvedModel(
+            repo.name,
+            stage,
+            accepted.target,
+            accepted.version,
+            accepted.sequence,
+            tuple(accepted.signers),
+            manifest,
+            stale=True,
+            verified_at=accepted.verified_at,
+        )
+
+    # ----- manifests: immutable, cached by digest --------------------------------------------
+
+    def _blob_path(self, digest: str) -> Path:
+        return self.cache_dir / "blobs" / hex_part(digest)
+
+    def _cached_manifest(self, digest: str) -> Manifest | None:
+        try:
+            data = self._blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+        verify_bytes(data, digest, f"cached manifest {digest}")
+        return Manifest.parse(data)
+
+    def _manifest(self, repo: Repository, digest: str) -> Manifest:
+        cached = self._cached_manifest(digest)
+        if cached is not None:
+            return cached
+        _, data = repo.fetch_manifest(digest)
+        if len(data) > MAX_MANIFEST_BYTES or sha256_digest(data) != digest:
+            raise ModelregError(f"manifest {digest} did not verify")
+        _write_atomically(self._blob_path(digest), data)
+        return Manifest.parse(data)
+
+    # ----- fetch -----------------------------------------------------------------------
+
+    def fetch(self, model: ResolvedModel) -> Path:
+        """A local directory with the model's files, every byte verified.
+
+        Layers already in the cache are not downloaded again, so a new version that
+        changes one file downloads one layer.
+        """
+        target = self.cache_dir / "models" / hex_part(model.digest)
+        if target.is_dir():
+            return target
+        reference = parse_reference(model.repository)
+        repo = self._repository(reference)
+        layers = [self._layer(repo, layer) for layer in model_layers(model.manifest)]
+        with _scratch(target.parent) as scratch:
+            for layer_dir in layers:
+                _link_tree(layer_dir, scratch)
+            _publish(scratch, target)
+        return target
+
+    def _layer(self, repo: Repository, descriptor: Descriptor) -> Path:
+        final = self.cache_dir / "layers" / hex_part(descriptor.digest)
+        if final.is_dir():
+            return final
+        with _scratch(final.parent) as scratch:
+            with repo.open_blob(descriptor) as raw:
+                reader = VerifyingReader(
+                    raw, descriptor.digest, descriptor.size, f"layer {descriptor.digest}"
+                )
+                unpack_layer(reader, scratch)
+                reader.finish()
+            _make_read_only(scratch)
+            _publish(scratch, final)
+        return final
+
+    # ----- watch -----------------------------------------------------------------------
+
+    def watch(
+        self,
+        repository: str,
+        stage: str = "production",
+        *,
+        interval: float = 5.0,
+        stop: threading.Event | None = None,
+        on_error: Callable[[ModelregError], None] | None = None,
+    ) -> Iterator[ResolvedModel]:
+        """Yield the stage's model now and again after every verified promotion.
+
+        Errors (an unreachable registry beyond ``max_stale``, a chain that stops
+        verifying) are raised, or passed to ``on_error`` while watching goes on
+        with the last good model. ``stop`` ends the generator.
+        """
+        stop = stop or threading.Event()
+        current: str | None = None
+        while not stop.is_set():
+            try:
+                model = self.resolve(repository, stage)
+            except ModelregError as error:
+                if on_error is None:
+                    raise
+                on_error(error)
+            else:
+                if model.digest != current:
+                    current = model.digest
+                    yield model
+            stop.wait(interval)
+
+
+# ----- cache files -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _scratch(parent: Path) -> Iterator[Path]:
+    """A private temporary directory next to where its content will be published."""
+    _sweep_stale(parent)
+    path = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=parent))
+    try:
+        yield path
+    finally:
+        if path.exists():
+            _make_writable(path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _publish(scratch: Path, final: Path) -> None:
+    """Rename into place; if another process won the race, its identical copy stands."""
+    os.chmod(scratch, 0o755)
+    try:
+        os.rename(scratch, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+
+
+def _link_tree(source: Path, destination: Path) -> None:
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        target = destination / relative
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+
+
+def _make_read_only(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode & 0o555)
+
+
+def _make_writable(root: Path) -> None:
+    for path in root.rglob("*"):
+        with contextlib.suppress(OSError):
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def _sweep_stale(parent: Path) -> None:
+    """Remove temporary directories that a crashed process left behind long ago."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            if entry.name.startswith(_TEMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > _STALE_TEMP_SECONDS:
+                        _make_writable(entry)
+                        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(name, 0o444)
+        os.replace(name, path)
+    finally:
+        Path(name).unlink(missing_ok=True)
