@@ -105,7 +105,8 @@ def _print_lineage(facts: dict[str, Any]) -> None:
                 say(f"  - {_inline(item)}")
         elif isinstance(value, dict):
             for key, item in value.items():
-                say(f"  {key}: {_inline(item)}")
+                if item not in (None, {}, [], ""):
+                    say(f"  {key}: {_inline(item)}")
         else:
             say(f"  {value}")
     if facts.get("description"):
