@@ -35,8 +35,6 @@ from modelreg.store import RegistryOptions, Stores
 from modelreg.store.layout import LayoutRepository
 from modelreg.transfer import fetch_model_manifest
 
-pytestmark = pytest.mark.engines
-
 Tree = dict[str, tuple[bytes, bool]]
 """relative file name -> (content, executable)"""
 
@@ -113,6 +111,7 @@ def pushed(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 # ------------------------------------------------------------------ dockerd
 
 
+@pytest.mark.engines
 def test_docker_pull_by_digest_shows_lineage_labels(dockerd: Any, pushed: Pushed) -> None:
     image = dockerd.client().images.pull(pushed.reference)
     assert image.id == pushed.config_digest  # the image ID is the config digest
@@ -129,6 +128,7 @@ def test_docker_pull_by_digest_shows_lineage_labels(dockerd: Any, pushed: Pushed
     assert json.loads(json.loads(shown)["dev.modelreg.metrics"]) == {"auc": 0.93}
 
 
+@pytest.mark.engines
 def test_docker_create_and_copy_out_gives_identical_files(dockerd: Any, pushed: Pushed) -> None:
     client = dockerd.client()
     client.images.pull(pushed.reference)
@@ -136,6 +136,7 @@ def test_docker_create_and_copy_out_gives_identical_files(dockerd: Any, pushed: 
     assert pushed.files["serve.sh"][1] and not pushed.files["config.json"][1]
 
 
+@pytest.mark.engines
 def test_dockerfile_copy_from_digest_bakes_the_model(
     dockerd: Any, pushed: Pushed, tmp_path: Path
 ) -> None:
@@ -162,6 +163,7 @@ def build(dockerd: Any, context: Path, tag: str, *args: str) -> str:
     return str(dockerd.client().images.get(tag).id)
 
 
+@pytest.mark.engines
 def test_model_image_runs_only_a_mounted_static_tool(
     dockerd: Any, pushed: Pushed, tmp_path: Path
 ) -> None:
@@ -224,6 +226,7 @@ def has_elf_interpreter(path: Path) -> bool:
 # ------------------------------------------------------------------ containerd, skopeo
 
 
+@pytest.mark.engines
 def test_ctr_pull_unpacks_identical_files(containerd: Any, pushed: Pushed, tmp_path: Path) -> None:
     result = containerd.ctr("images", "pull", "--plain-http", pushed.reference)
     assert result.returncode == 0, f"ctr pull failed:\n{result.stdout}\n{result.stderr}"
@@ -277,6 +280,7 @@ def test_skopeo_copy_preserves_the_digest_and_modelreg_pull_verifies(
     assert tree_of(tmp_path / "out") == tree_of(model_dir)
 
 
+@pytest.mark.engines
 def test_local_model_copied_to_a_registry_is_pullable_by_docker(
     registry: Any, dockerd: Any, stores: Stores, model_dir: Path, cli: Cli
 ) -> None:
@@ -296,6 +300,7 @@ def test_local_model_copied_to_a_registry_is_pullable_by_docker(
 # ------------------------------------------------------------------ modelreg docker-load
 
 
+@pytest.mark.engines
 def test_docker_load_of_a_registry_model_pulls_it_by_digest_via_docker_host(
     registry: Any, dockerd: Any, stores: Stores, model_dir: Path
 ) -> None:
@@ -314,8 +319,9 @@ def test_docker_load_of_a_registry_model_pulls_it_by_digest_via_docker_host(
     assert pushed.reference in image.attrs["RepoDigests"]
 
 
+@pytest.mark.engines
 def test_docker_load_of_a_local_model_streams_a_verified_archive(
-    dockerd: Any, stores: Stores, model_dir: Path
+    dockerd: Any, stores: Stores, model_dir: Path, tmp_path: Path
 ) -> None:
     repo = unique_repo("fraud")
     pushed = api.push(model_dir, repo, capture=False, metrics={"auc": 0.9}, stores=stores)
@@ -330,8 +336,21 @@ def test_docker_load_of_a_local_model_streams_a_verified_archive(
     assert image.id == result.image_id
     assert json.loads(image.labels["dev.modelreg.metrics"]) == {"auc": 0.9}
     assert files_in_image(dockerd.client(), f"{repo}:v1", "/model") == tree_of(model_dir)
+    # The image ID pins the content in a build too, as examples/docker/README.md says.
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "ARG MODEL_REF\nFROM ${MODEL_REF} AS model\nFROM scratch\n"
+        "COPY --from=model /model /opt/model\n"
+    )
+    built = build(dockerd, context, f"{repo}-baked:v1", "--build-arg", f"MODEL_REF={image.id}")
+    try:
+        assert files_in_image(dockerd.client(), built, "/opt/model") == tree_of(model_dir)
+    finally:
+        dockerd.client().images.remove(built, force=True)
 
 
+@pytest.mark.engines
 def test_docker_load_archive_is_also_an_oci_archive_that_keeps_the_digest(
     containerd: Any, stores: Stores, model_dir: Path
 ) -> None:
@@ -367,6 +386,7 @@ def ctr_argv(containerd: Any) -> list[str]:
     ]
 
 
+@pytest.mark.engines
 def test_docker_load_refuses_a_corrupted_local_blob(
     dockerd: Any, stores: Stores, model_dir: Path
 ) -> None:
@@ -423,6 +443,7 @@ def test_docker_py_stays_optional(stores: Stores, model_dir: Path) -> None:
     assert "pip install 'modelreg[docker]'" in result.stderr
 
 
+@pytest.mark.engines
 def test_docker_load_from_a_registry_with_login(
     make_registry: Any, dockerd: Any, stores: Stores, tmp_path: Path
 ) -> None:
@@ -624,6 +645,7 @@ def test_kubectl_strategic_patch_and_set_image_update_the_model(tmp_path: Path) 
     assert {c["name"]: c["image"] for c in init}["model"] == ref
 
 
+@pytest.mark.engines
 def test_docker_example_builds_against_a_pinned_model(
     dockerd: Any, pushed: Pushed, tmp_path: Path
 ) -> None:
