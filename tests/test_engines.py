@@ -29,6 +29,7 @@ from conftest_engines import unavailable
 from services import ServiceUnavailable, free_port, require_binary, write_htpasswd
 
 from modelreg import api, engines
+from modelreg.api import PushResult
 from modelreg.errors import EngineError, IntegrityError
 from modelreg.reference import parse_reference
 from modelreg.store import RegistryOptions, Stores
@@ -300,6 +301,12 @@ def test_local_model_copied_to_a_registry_is_pullable_by_docker(
 # ------------------------------------------------------------------ modelreg docker-load
 
 
+@pytest.fixture
+def local_model(stores: Stores, model_dir: Path) -> PushResult:
+    """``model_dir`` pushed to a fresh repository of the local store."""
+    return api.push(model_dir, unique_repo("fraud"), capture=False, stores=stores)
+
+
 @pytest.mark.engines
 def test_docker_load_of_a_registry_model_pulls_it_by_digest_via_docker_host(
     registry: Any, dockerd: Any, stores: Stores, model_dir: Path
@@ -352,10 +359,9 @@ def test_docker_load_of_a_local_model_streams_a_verified_archive(
 
 @pytest.mark.engines
 def test_docker_load_archive_is_also_an_oci_archive_that_keeps_the_digest(
-    containerd: Any, stores: Stores, model_dir: Path
+    containerd: Any, stores: Stores, local_model: PushResult
 ) -> None:
-    repo = unique_repo("fraud")
-    pushed = api.push(model_dir, repo, capture=False, stores=stores)
+    pushed, repo = local_model, local_model.repository
     repository, identifier = api.open_reference(stores, pushed.reference)
     _, data, manifest = fetch_model_manifest(repository, identifier)
     archive = b"".join(engines.image_archive(repository, data, manifest, [f"{repo}:v1"]))
@@ -388,10 +394,9 @@ def ctr_argv(containerd: Any) -> list[str]:
 
 @pytest.mark.engines
 def test_docker_load_refuses_a_corrupted_local_blob(
-    dockerd: Any, stores: Stores, model_dir: Path
+    dockerd: Any, stores: Stores, local_model: PushResult
 ) -> None:
-    repo = unique_repo("fraud")
-    pushed = api.push(model_dir, repo, capture=False, stores=stores)
+    pushed, repo = local_model, local_model.repository
     repository = stores.repository(parse_reference(repo))
     assert isinstance(repository, LayoutRepository)
     weights = next(
@@ -412,16 +417,16 @@ def test_docker_load_refuses_a_corrupted_local_blob(
     assert f"{repo}:bad" not in tags and f"docker.io/library/{repo}:bad" not in tags
 
 
-def test_docker_load_names_a_dead_engine(stores: Stores, model_dir: Path, cli: Cli) -> None:
-    pushed = api.push(model_dir, unique_repo("fraud"), capture=False, stores=stores)
-    result = cli("docker-load", pushed.reference, "--docker-host", "unix:///nonexistent/d.sock")
+def test_docker_load_names_a_dead_engine(local_model: PushResult, cli: Cli) -> None:
+    result = cli(
+        "docker-load", local_model.reference, "--docker-host", "unix:///nonexistent/d.sock"
+    )
     assert result.returncode == EngineError.exit_code
     assert "cannot reach the Docker engine at unix:///nonexistent/d.sock" in result.stderr
     assert "hint:" in result.stderr
 
 
-def test_docker_py_stays_optional(stores: Stores, model_dir: Path) -> None:
-    pushed = api.push(model_dir, unique_repo("fraud"), capture=False, stores=stores)
+def test_docker_py_stays_optional(local_model: PushResult) -> None:
     script = (
         "import sys\n"
         "import modelreg, modelreg.api, modelreg.cli, modelreg.engines\n"
@@ -433,7 +438,7 @@ def test_docker_py_stays_optional(stores: Stores, model_dir: Path) -> None:
         "modelreg.cli.main()\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, pushed.reference],
+        [sys.executable, "-c", script, local_model.reference],
         capture_output=True,
         text=True,
         timeout=60,
@@ -564,24 +569,24 @@ def render_helm_subset(template: str, values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kubectl() -> str:
+def kubectl(*args: str) -> str:
+    """stdout of a local (cluster-less) kubectl command; skip where kubectl is missing."""
     found = shutil.which("kubectl")
     if found is None:
         pytest.skip("kubectl not installed (its built-in kustomize renders the example)")
-    return found
+    return subprocess.run(
+        [found, *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
 
 
 def test_kustomize_images_rewrites_the_image_volume_reference(tmp_path: Path) -> None:
-    kubectl_bin = kubectl()
     base = tmp_path / "kustomize"
     shutil.copytree(EXAMPLES / "kubernetes", base)
     digest = "sha256:" + "ab" * 32
     kustomization = base / "kustomization.yaml"
     # what `kustomize edit set image registry.example.com/ml/fraud@<digest>` writes
     kustomization.write_text(kustomization.read_text().replace("sha256:" + "0" * 64, digest))
-    rendered = subprocess.run(
-        [kubectl_bin, "kustomize", str(base)], capture_output=True, text=True, check=True
-    ).stdout
+    rendered = kubectl("kustomize", str(base))
     (deployment,) = list(yaml.safe_load_all(rendered))
     refs = list(image_references(deployment))
     assert f"registry.example.com/ml/fraud@{digest}" in refs
@@ -590,57 +595,21 @@ def test_kustomize_images_rewrites_the_image_volume_reference(tmp_path: Path) ->
     kustomization.write_text(
         re.sub(r"configurations:\n  - kustomizeconfig.yaml\n", "", kustomization.read_text())
     )
-    plain = subprocess.run(
-        [kubectl_bin, "kustomize", str(base)], capture_output=True, text=True, check=True
-    ).stdout
+    plain = kubectl("kustomize", str(base))
     assert f"registry.example.com/ml/fraud@{digest}" not in plain
 
 
 def test_kubectl_strategic_patch_and_set_image_update_the_model(tmp_path: Path) -> None:
-    kubectl_bin = kubectl()
     ref = "registry.example.com/ml/fraud@sha256:" + "cd" * 32
-    patch = json.dumps(
-        {
-            "spec": {
-                "template": {"spec": {"volumes": [{"name": "model", "image": {"reference": ref}}]}}
-            }
-        }
-    )
-    patched = subprocess.run(
-        [
-            kubectl_bin,
-            "patch",
-            "--local",
-            "-f",
-            str(EXAMPLES / "kubernetes" / "deployment-image-volume.yaml"),
-            "-p",
-            patch,
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    volume = {"name": "model", "image": {"reference": ref}}
+    patch = json.dumps({"spec": {"template": {"spec": {"volumes": [volume]}}}})
+    volume_yaml = str(EXAMPLES / "kubernetes" / "deployment-image-volume.yaml")
+    patched = kubectl("patch", "--local", "-f", volume_yaml, "-p", patch, "-o", "json")
     volumes = json.loads(patched)["spec"]["template"]["spec"]["volumes"]
     assert volumes == [{"name": "model", "image": {"reference": ref, "pullPolicy": "IfNotPresent"}}]
     # The init-container variant: the model is a container image, so set image works.
-    updated = subprocess.run(
-        [
-            kubectl_bin,
-            "set",
-            "image",
-            "--local",
-            "-f",
-            str(EXAMPLES / "kubernetes" / "deployment-init-container.yaml"),
-            f"model={ref}",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    init_yaml = str(EXAMPLES / "kubernetes" / "deployment-init-container.yaml")
+    updated = kubectl("set", "image", "--local", "-f", init_yaml, f"model={ref}", "-o", "json")
     init = json.loads(updated)["spec"]["template"]["spec"]["initContainers"]
     assert {c["name"]: c["image"] for c in init}["model"] == ref
 

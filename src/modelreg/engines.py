@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._json import canonical_json
@@ -65,14 +65,7 @@ class DockerLoadResult:
     tags: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": self.digest,
-            "image_id": self.image_id,
-            "method": self.method,
-            "docker_reference": self.docker_reference,
-            "tags": list(self.tags),
-        }
+        return {**asdict(self), "tags": list(self.tags)}
 
 
 # ----- the archive -----------------------------------------------------------------
