@@ -328,7 +328,7 @@ def test_docker_load_of_a_registry_model_pulls_it_by_digest_via_docker_host(
 
 @pytest.mark.engines
 def test_docker_load_of_a_local_model_streams_a_verified_archive(
-    dockerd: Any, stores: Stores, model_dir: Path, tmp_path: Path
+    dockerd: Any, stores: Stores, model_dir: Path, cli: Cli, tmp_path: Path
 ) -> None:
     repo = unique_repo("fraud")
     pushed = api.push(model_dir, repo, capture=False, metrics={"auc": 0.9}, stores=stores)
@@ -343,6 +343,12 @@ def test_docker_load_of_a_local_model_streams_a_verified_archive(
     assert image.id == result.image_id
     assert json.loads(image.labels["dev.modelreg.metrics"]) == {"auc": 0.9}
     assert files_in_image(dockerd.client(), f"{repo}:v1", "/model") == tree_of(model_dir)
+    # The CLI: a name of the user's choosing, and what to type next.
+    shown = cli("docker-load", repo, "--tag", f"{repo}-served", "--docker-host", dockerd.host)
+    assert shown.returncode == 0, shown.stderr
+    assert f"loaded {pushed.reference} into docker" in shown.stdout
+    assert f"use it as: {repo}-served:latest" in shown.stdout
+    assert dockerd.client().images.get(f"{repo}-served:latest").id == image.id
     # The image ID pins the content in a build too, as examples/docker/README.md says.
     context = tmp_path / "context"
     context.mkdir()

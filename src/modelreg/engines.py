@@ -112,7 +112,6 @@ def image_archive(
     yield from _entry(_blob_path(manifest_digest), manifest_data)
 
     descriptor = manifest.descriptor(manifest_data).to_dict()
-    descriptor.pop("artifactType", None)
     if repo_tags:
         name, _, tag = repo_tags[0].rpartition(":")
         descriptor["annotations"] = {
