@@ -72,6 +72,12 @@ class PolicyError(ModelregError):
     exit_code = 8
 
 
+class EngineError(ModelregError):
+    """A container engine (dockerd) could not be reached, or refused the image."""
+
+    exit_code = 5
+
+
 class ConflictError(ModelregError):
     """A concurrent writer won a race we could not retry past (or a tag is taken)."""
 
@@ -81,6 +87,7 @@ class ConflictError(ModelregError):
 __all__ = [
     "AuthError",
     "ConflictError",
+    "EngineError",
     "IntegrityError",
     "InvalidInput",
     "ModelregError",
