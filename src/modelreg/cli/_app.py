@@ -16,6 +16,7 @@ app = typer.Typer(
     help="A model registry on any OCI registry: push, version, promote and resolve models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
