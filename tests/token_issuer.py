@@ -96,7 +96,8 @@ def make_ca_signed_cert(directory: Path, ca_name: str) -> tuple[Path, Path, Path
     """A fresh CA and a server certificate for 127.0.0.1/localhost that it signed.
 
     Returns (ca.pem, server-cert.pem, server-key.pem): a TLS server whose
-    certificate only a client trusting ``ca.pem`` accepts.
+    certificate only a client trusting ``ca.pem`` accepts.  server-cert.pem holds
+    the chain (server certificate, then the CA).
     """
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -161,7 +162,11 @@ def make_ca_signed_cert(directory: Path, ca_name: str) -> tuple[Path, Path, Path
         directory / "server-key.pem",
     )
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # the full chain, so whoever trusts only this file (the registry fixture's readiness
+    # check) finds the CA in it; clients are given ca.pem alone
+    cert_path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
+    )
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
