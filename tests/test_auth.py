@@ -19,9 +19,11 @@ import re
 import secrets
 import stat
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -498,6 +500,36 @@ def test_tokens_are_cached_per_scope(
     assert issuer.count(None) == issuer.count()  # no refused request on the way
 
 
+def test_concurrent_requests_share_one_token_fetch(
+    token_registry: Registry,
+    issuer: TokenIssuer,
+    stores: Stores,
+    model_dir: Path,
+    tmp_path: Path,
+    cli: Cli,
+) -> None:
+    host = token_registry.host
+    login_token(cli, token_registry)
+    api.push(model_dir, f"{host}/ml/fraud", capture=False, stores=stores)
+    fresh = Stores(home=tmp_path / "fresh", options=RegistryOptions())
+    repository = fresh.repository(parse_reference(f"{host}/ml/fraud"))
+    start = threading.Barrier(8)
+
+    def resolve() -> object:
+        start.wait(timeout=30)
+        return repository.resolve("v1")
+
+    before = issuer.count()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            found = list(pool.map(lambda _: resolve(), range(8)))
+    finally:
+        fresh.close()
+    assert all(f is not None for f in found)
+    # eight simultaneous 401s, one token request
+    assert issuer.count() - before == 1, issuer.requests[before:]
+
+
 def test_token_expires_in_is_honoured(
     token_registry: Registry,
     issuer: TokenIssuer,
@@ -585,6 +617,39 @@ def test_token_without_the_needed_actions_is_denied(
         assert denied.returncode == 4
         assert f"error: registry {host} denied 'bob' pull,push access to ml/other" in denied.stderr
         assert f"modelreg login {host}" in denied.stderr
+
+
+@pytest.mark.parametrize("source", ["config", "helper"])
+def test_identity_token_is_traded_for_access_tokens(
+    token_registry: Registry,
+    issuer: TokenIssuer,
+    helper_store: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    cli: Cli,
+    source: str,
+) -> None:
+    """docker's ``identitytoken`` (or a helper's ``<token>`` user): the OAuth2 refresh grant."""
+    host = token_registry.host
+    refresh = "refresh-" + secrets.token_hex(12)
+    issuer.refresh_tokens[refresh] = USER
+    if source == "config":
+        write_config({"auths": {host: {"auth": b64(f"{USER}:"), "identitytoken": refresh}}})
+    else:
+        write_config({"credHelpers": {host: "test"}})
+        helper_store.write_text(json.dumps({host: ["<token>", refresh]}))
+    pushed = run(cli, "push", str(model_dir), f"{host}/ml/fraud", "--no-capture", "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    assert_clean(pushed.stdout + pushed.stderr, refresh)
+    assert issuer.requests and all(
+        (r.method, r.account, r.status) == ("POST", USER, 200) for r in issuer.requests
+    )
+    # a revoked identity token is a rejected login, and never printed
+    issuer.refresh_tokens.clear()
+    failed = run(cli, "inspect", json.loads(pushed.stdout)["reference"])
+    assert failed.returncode == 4
+    assert f"registry {host} rejected the stored credentials" in failed.stderr
+    assert_clean(failed.stdout + failed.stderr, refresh)
 
 
 # ----- no secret anywhere ---------------------------------------------------------------

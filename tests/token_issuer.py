@@ -62,6 +62,7 @@ class TokenRequest:
     scopes: tuple[str, ...]
     service: str | None
     status: int
+    method: str = "GET"
 
 
 def _b64url(data: bytes) -> str:
@@ -205,6 +206,8 @@ class TokenIssuer:
         tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.users = dict(users)
+        # OAuth2 identity (refresh) tokens -> account, for POST grant_type=refresh_token
+        self.refresh_tokens: dict[str, str] = {}
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
@@ -228,6 +231,9 @@ class TokenIssuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                issuer._handle(self)
+
+            def do_POST(self) -> None:
                 issuer._handle(self)
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -290,14 +296,27 @@ class TokenIssuer:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         url = urlsplit(handler.path)
         query = parse_qs(url.query)
+        authorization = handler.headers.get("Authorization", "")
+        if handler.command == "POST":
+            # OAuth2 refresh-token grant: the identity token replaces the password
+            length = int(handler.headers.get("Content-Length") or 0)
+            query = parse_qs(handler.rfile.read(length).decode())
+            refresh = (query.get("refresh_token") or [""])[0]
+            grant_type = (query.get("grant_type") or [""])[0]
+            account = self.refresh_tokens.get(refresh) if grant_type == "refresh_token" else None
+            password, authenticated = refresh, account is not None
+            if not authenticated:
+                authorization = "refresh_token"  # a failed grant is a failed login
+        else:
+            account, password, authenticated = self._check(authorization)
         scopes = tuple(s for value in query.get("scope", []) for s in value.split(" ") if s)
         service = (query.get("service") or [None])[0]
-        authorization = handler.headers.get("Authorization", "")
-        account, password, authenticated = self._check(authorization)
 
         def answer(status: int, body: dict[str, Any] | str) -> None:
             with self._lock:
-                self.requests.append(TokenRequest(account, scopes, service, status))
+                self.requests.append(
+                    TokenRequest(account, scopes, service, status, handler.command)
+                )
             data = (body if isinstance(body, str) else json.dumps(body)).encode()
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")

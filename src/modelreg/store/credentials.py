@@ -28,10 +28,24 @@ _HELPER_TIMEOUT = 10.0
 _NOT_FOUND = "credentials not found"
 
 
+IDENTITY_TOKEN_USER = "<token>"
+
+
 @dataclass(frozen=True)
 class Credentials:
+    """A user name and its secret: a password, or an OAuth2 identity (refresh) token.
+
+    Docker's convention: the user name ``<token>`` means the secret is an identity
+    token (``identitytoken`` in config.json, or what a helper returns for it), to be
+    exchanged for bearer tokens with the ``refresh_token`` grant.
+    """
+
     username: str
     secret: str = field(repr=False)
+
+    @property
+    def is_identity_token(self) -> bool:
+        return self.username == IDENTITY_TOKEN_USER
 
     def basic_header(self) -> str:
         return f"Basic {self._encoded()}"
@@ -111,6 +125,9 @@ def lookup(host: str, environ: Mapping[str, str] | None = None) -> Credentials |
 
 
 def _from_entry(entry: Mapping[str, Any]) -> Credentials | None:
+    identity = entry.get("identitytoken")
+    if isinstance(identity, str) and identity:
+        return Credentials(IDENTITY_TOKEN_USER, identity)
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:

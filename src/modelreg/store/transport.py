@@ -225,6 +225,7 @@ class Transport:
         # scopes get their token before the request instead of after a 401
         self._bearer: Challenge | None = None
         self._tokens: dict[str, _Token] = {}
+        self._fetch_locks: dict[str, threading.Lock] = {}
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
         self._scheme: str | None = "http" if options.plain_http else None
@@ -394,23 +395,38 @@ class Transport:
         The flag says whether it is a token fetched for exactly this scope (as
         opposed to a cached token for a wider one, or none).
         """
-        key = _scope_key(scope)
+        cached = self._cached_token(scope)
+        if cached is not None:
+            return cached
+        with self._lock:
+            bearer = self._bearer
+        if bearer is not None:
+            # one fetch per scope, however many threads want it at once
+            with self._fetch_lock(scope):
+                cached = self._cached_token(scope)
+                if cached is not None:
+                    return cached
+                return f"Bearer {self._fetch_token(bearer, scope).value}", True
+        if self._basic:
+            creds = self.credentials()
+            return (creds.basic_header() if creds else None), False
+        return None, False
+
+    def _cached_token(self, scope: str) -> tuple[str, bool] | None:
         wanted = parse_scope(scope)
         with self._lock:
             now = time.monotonic()
-            token = self._tokens.get(key)
+            token = self._tokens.get(_scope_key(scope))
             if token is not None and token.expires > now:
                 return f"Bearer {token.value}", True
             for other in self._tokens.values():
                 if other.expires > now and other.covers(wanted):
                     return f"Bearer {other.value}", False
-            bearer = self._bearer
-        if bearer is not None:
-            return f"Bearer {self._fetch_token(bearer, scope).value}", True
-        if self._basic:
-            creds = self.credentials()
-            return (creds.basic_header() if creds else None), False
-        return None, False
+        return None
+
+    def _fetch_lock(self, scope: str) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(_scope_key(scope), threading.Lock())
 
     def _auth_error(self) -> AuthError:
         if self.credentials() is None:
@@ -450,27 +466,30 @@ class Transport:
             )
         wanted = parse_scope(scope)
         asked = parse_scope(challenge.params.get("scope", ""))
-        with self._lock:
-            if sent:
-                # the token we sent is expired, revoked or too narrow: never send it again
-                self._tokens = {
-                    key: token
-                    for key, token in self._tokens.items()
-                    if f"Bearer {token.value}" != sent
-                }
-        if (
-            exact
-            and challenge.params.get("error") == "insufficient_scope"
-            and all(actions <= wanted.get(res, frozenset()) for res, actions in asked.items())
-        ):
-            # a fresh token for everything the registry wants still is not enough
-            raise self._denied(scope)
-        with self._lock:
-            self._bearer = Challenge(
-                "bearer",
-                {k: v for k, v in challenge.params.items() if k in ("realm", "service")},
-            )
-        self._fetch_token(challenge, scope)
+        with self._fetch_lock(scope):
+            with self._lock:
+                if sent:
+                    # the token we sent is expired, revoked or too narrow: never send it again
+                    self._tokens = {
+                        key: token
+                        for key, token in self._tokens.items()
+                        if f"Bearer {token.value}" != sent
+                    }
+                self._bearer = Challenge(
+                    "bearer",
+                    {k: v for k, v in challenge.params.items() if k in ("realm", "service")},
+                )
+            if (
+                exact
+                and challenge.params.get("error") == "insufficient_scope"
+                and all(actions <= wanted.get(res, frozenset()) for res, actions in asked.items())
+            ):
+                # a fresh token for everything the registry wants still is not enough
+                raise self._denied(scope)
+            cached = self._cached_token(scope)
+            if cached is not None and cached[1] and cached[0] != sent:
+                return  # another thread fetched a fresh one meanwhile
+            self._fetch_token(challenge, scope)
 
     def _fetch_token(self, challenge: Challenge, scope: str) -> _Token:
         realm = challenge.params.get("realm", "")
@@ -486,15 +505,27 @@ class Transport:
             params.append(("service", challenge.params["service"]))
         params.extend(("scope", value) for value in format_scope(grants))
         headers = {}
+        form: dict[str, str] | None = None
         creds = self.credentials()
-        if creds:
+        if creds and creds.is_identity_token:
+            # OAuth2 (docker's token spec, "oauth"): trade the identity token for an access token
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.secret,
+                "client_id": _USER_AGENT,
+                "scope": " ".join(value for key, value in params if key == "scope"),
+            }
+            form.update((key, value) for key, value in params if key == "service")
+        elif creds:
             params.append(("account", creds.username))
             headers["Authorization"] = creds.basic_header()
         service = urllib.parse.urlsplit(realm).netloc
         try:
-            answer = self.session.get(
+            answer = self.session.request(
+                "POST" if form is not None else "GET",
                 realm,
-                params=params,
+                params=None if form is not None else params,
+                data=form,
                 headers=headers,
                 timeout=(self.options.timeout, self.options.timeout * 2),
                 proxies=self._proxies,
