@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import services
 from conftest import Cli
-from conftest_engines import Registry
+from services import Registry
 from token_issuer import EchoRegistry, TokenIssuer
 
 from modelreg import api
@@ -230,7 +230,7 @@ def test_wrong_stored_password_is_an_auth_error(
     assert f"not-{PASSWORD}" not in result.stderr
 
 
-def test_docker_config_env_is_honoured(
+def test_docker_config_env_is_honoured_and_home_docker_otherwise(
     basic_registry: Registry,
     model_dir: Path,
     tmp_path: Path,
@@ -238,30 +238,20 @@ def test_docker_config_env_is_honoured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     host = basic_registry.host
-    # a decoy at ~/.docker must not be read while $DOCKER_CONFIG is set
+    # while $DOCKER_CONFIG is set, a decoy at ~/.docker is not read
     home = tmp_path / "home-dir"
     (home / ".docker").mkdir(parents=True)
     (home / ".docker" / "config.json").write_text(
         json.dumps({"auths": {host: {"auth": b64(f"{USER}:decoy")}}})
     )
-    write_config({"auths": {host: {"auth": b64(f"{USER}:{PASSWORD}")}}})
     monkeypatch.setenv("HOME", str(home))
+    write_config({"auths": {host: {"auth": b64(f"{USER}:{PASSWORD}")}}})
     result = run(cli, "push", str(model_dir), f"{host}/ml/fraud", "--no-capture")
     assert result.returncode == 0, result.stderr
-
-
-def test_home_docker_config_when_docker_config_is_unset(
-    basic_registry: Registry,
-    model_dir: Path,
-    tmp_path: Path,
-    cli: Cli,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    host = basic_registry.host
-    home = tmp_path / "home-dir"
-    home.mkdir()
+    # without it, ~/.docker/config.json is read and written
     monkeypatch.delenv("DOCKER_CONFIG")
-    monkeypatch.setenv("HOME", str(home))
+    decoyed = run(cli, "push", str(model_dir), f"{host}/ml/fraud", "--no-capture")
+    assert decoyed.returncode == 4, decoyed.stderr
     login = run(cli, "login", host, "-u", USER, "--password-stdin", input=PASSWORD)
     assert login.returncode == 0, login.stderr
     written = home / ".docker" / "config.json"
@@ -442,16 +432,21 @@ def login_token(cli: Cli, registry: Registry, user: str = USER, password: str = 
     assert result.returncode == 0, result.stderr
 
 
+@pytest.fixture
+def logged_in(token_registry: Registry, cli: Cli) -> str:
+    """The token registry's host, with alice logged in to it."""
+    login_token(cli, token_registry)
+    return token_registry.host
+
+
 def test_token_auth_push_pull_tags_and_cross_repository_mount(
-    token_registry: Registry,
+    logged_in: str,
     issuer: TokenIssuer,
     stores: Stores,
     model_dir: Path,
     tmp_path: Path,
-    cli: Cli,
 ) -> None:
-    host = token_registry.host
-    login_token(cli, token_registry)
+    host = logged_in
     pushed = api.push(model_dir, f"{host}/ml/fraud", capture=False, aliases=["best"], stores=stores)
     pulled = api.pull(pushed.reference, tmp_path / "out", stores=stores)
     assert pulled.digest == pushed.digest
@@ -478,15 +473,14 @@ def test_token_auth_push_pull_tags_and_cross_repository_mount(
 
 
 def test_tokens_are_cached_per_scope(
+    logged_in: str,
     token_registry: Registry,
     issuer: TokenIssuer,
     stores: Stores,
     model_dir: Path,
     tmp_path: Path,
-    cli: Cli,
 ) -> None:
-    host = token_registry.host
-    login_token(cli, token_registry)
+    host = logged_in
     before_tokens, before_calls = issuer.count(), registry_requests(token_registry)
     pushed = api.push(model_dir, f"{host}/ml/fraud", capture=False, stores=stores)
     tokens = issuer.count() - before_tokens
@@ -501,15 +495,13 @@ def test_tokens_are_cached_per_scope(
 
 
 def test_concurrent_requests_share_one_token_fetch(
-    token_registry: Registry,
+    logged_in: str,
     issuer: TokenIssuer,
     stores: Stores,
     model_dir: Path,
     tmp_path: Path,
-    cli: Cli,
 ) -> None:
-    host = token_registry.host
-    login_token(cli, token_registry)
+    host = logged_in
     api.push(model_dir, f"{host}/ml/fraud", capture=False, stores=stores)
     fresh = Stores(home=tmp_path / "fresh", options=RegistryOptions())
     repository = fresh.repository(parse_reference(f"{host}/ml/fraud"))
@@ -531,14 +523,9 @@ def test_concurrent_requests_share_one_token_fetch(
 
 
 def test_token_expires_in_is_honoured(
-    token_registry: Registry,
-    issuer: TokenIssuer,
-    stores: Stores,
-    model_dir: Path,
-    cli: Cli,
+    logged_in: str, issuer: TokenIssuer, stores: Stores, model_dir: Path
 ) -> None:
-    host = token_registry.host
-    login_token(cli, token_registry)
+    host = logged_in
     pushed = api.push(model_dir, f"{host}/ml/fraud", capture=False, stores=stores)
     issuer.expires_in = 3
     fresh = Stores(home=stores.home, options=RegistryOptions())
@@ -581,10 +568,9 @@ def test_token_auth_without_login(
 
 
 def test_issuer_that_refuses(
-    token_registry: Registry, issuer: TokenIssuer, model_dir: Path, cli: Cli
+    logged_in: str, issuer: TokenIssuer, model_dir: Path, cli: Cli
 ) -> None:
-    host = token_registry.host
-    login_token(cli, token_registry)
+    host = logged_in
     issuer.refuse = True
     result = run(cli, "push", str(model_dir), f"{host}/ml/fraud", "--no-capture")
     assert result.returncode == 4

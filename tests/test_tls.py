@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import services
 from conftest import Cli, unique_repo
-from conftest_engines import Registry
+from services import Registry
 from token_issuer import TokenIssuer, make_ca_signed_cert
 
 from modelreg import api

@@ -69,13 +69,22 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def make_signing_cert(
-    directory: Path, common_name: str = "modelreg test token signer"
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
-    """A P-256 key and a self-signed certificate for it; returns (key, cert, cert.pem path)."""
+def _make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A P-256 key and a self-signed CA certificate for it, valid for a day."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -84,9 +93,19 @@ def make_signing_cert(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+    return key, cert
+
+
+def make_signing_cert(
+    directory: Path, common_name: str = "modelreg test token signer"
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
+    """A P-256 key and a self-signed certificate for it; returns (key, cert, cert.pem path)."""
+    key, cert = _make_ca(common_name)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "token-signer.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -101,36 +120,8 @@ def make_ca_signed_cert(directory: Path, ca_name: str) -> tuple[Path, Path, Path
     the chain (server certificate, then the CA).
     """
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_subject)
-        .issuer_name(ca_subject)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = _make_ca(ca_name)
+    ca_subject = ca.subject
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -176,6 +167,31 @@ def make_ca_signed_cert(directory: Path, ca_name: str) -> tuple[Path, Path, Path
         )
     )
     return ca_path, cert_path, key_path
+
+
+def _serve(
+    handler: type[BaseHTTPRequestHandler], tls: tuple[Path, Path] | None = None
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Serve ``handler`` on 127.0.0.1 (a free port, TLS with ``(cert, key)``) in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
+    thread.start()
+    return server, thread
+
+
+def _shutdown(server: ThreadingHTTPServer | None, thread: threading.Thread | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if thread is not None:
+        thread.join(timeout=10)
 
 
 def grant_all(account: str | None, kind: str, name: str, actions: list[str]) -> list[str]:
@@ -239,27 +255,12 @@ class TokenIssuer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        if self._tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-            server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
+        self._server, self._thread = _serve(Handler, self._tls)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        _shutdown(self._server, self._thread)
+        self._server = self._thread = None
 
     def __enter__(self) -> TokenIssuer:
         return self.start()
@@ -297,6 +298,8 @@ class TokenIssuer:
         url = urlsplit(handler.path)
         query = parse_qs(url.query)
         authorization = handler.headers.get("Authorization", "")
+        account: str | None
+        password: str | None
         if handler.command == "POST":
             # OAuth2 refresh-token grant: the identity token replaces the password
             length = int(handler.headers.get("Content-Length") or 0)
@@ -310,7 +313,7 @@ class TokenIssuer:
         else:
             account, password, authenticated = self._check(authorization)
         scopes = tuple(s for value in query.get("scope", []) for s in value.split(" ") if s)
-        service = (query.get("service") or [None])[0]
+        service = (query.get("service") or [""])[0] or None
 
         def answer(status: int, body: dict[str, Any] | str) -> None:
             with self._lock:
@@ -445,20 +448,12 @@ class EchoRegistry:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
+        self._server, self._thread = _serve(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        _shutdown(self._server, self._thread)
+        self._server = self._thread = None
 
     @property
     def host(self) -> str:

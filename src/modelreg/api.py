@@ -20,7 +20,7 @@ from .lineage import Lineage
 from .oci import ANNOTATION_TITLE, Manifest
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference, parse_registry_host
-from .store import Stores, credentials
+from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
 from .transfer import (
@@ -443,11 +443,13 @@ def login(host: str, username: str, secret: str, *, stores: Stores | None = None
         ) from None
     finally:
         transport.close()
-    return credentials.save(host, creds)
+    return credentials.save(host, creds, helper_timeout=stores.options.helper_timeout)
 
 
-def logout(host: str) -> bool:
-    return credentials.remove(parse_registry_host(host))
+def logout(host: str, *, stores: Stores | None = None) -> bool:
+    """Forget the stored credentials for ``host``; whether there were any."""
+    options = stores.options if stores is not None else RegistryOptions.from_env()
+    return credentials.remove(parse_registry_host(host), helper_timeout=options.helper_timeout)
 
 
 __all__ = [

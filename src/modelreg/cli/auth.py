@@ -51,7 +51,7 @@ def login(
 def logout(host: Annotated[str, typer.Argument(help="Registry HOST[:PORT].")]) -> None:
     """Remove stored credentials for a registry."""
     host = parse_registry_host(host)
-    if api.logout(host):
+    if api.logout(host, stores=settings.stores()):
         say(f"logged out of {host}")
     else:
         say(f"not logged in to {host}")

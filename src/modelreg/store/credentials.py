@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import AuthError, InvalidInput
 
-_HELPER_TIMEOUT = 10.0
+HELPER_TIMEOUT = 10.0
 _NOT_FOUND = "credentials not found"
 
 
@@ -101,13 +101,17 @@ def _host_keys(host: str) -> list[str]:
     return keys
 
 
-def lookup(host: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
+def lookup(
+    host: str,
+    environ: Mapping[str, str] | None = None,
+    helper_timeout: float = HELPER_TIMEOUT,
+) -> Credentials | None:
     """Credentials for ``host`` from the docker config and its helpers, or None."""
     config = _read_config(config_path(environ))
     helpers = config.get("credHelpers") or {}
     for key in _host_keys(host):
         if isinstance(helpers, dict) and isinstance(helpers.get(key), str) and helpers[key]:
-            return _from_helper(helpers[key], key, environ)
+            return _from_helper(helpers[key], key, environ, helper_timeout)
     auths = config.get("auths") or {}
     for key in _host_keys(host):
         entry = auths.get(key) if isinstance(auths, dict) else None
@@ -118,7 +122,7 @@ def lookup(host: str, environ: Mapping[str, str] | None = None) -> Credentials |
     store = config.get("credsStore")
     if isinstance(store, str) and store:
         for key in _host_keys(host)[:2]:
-            found = _from_helper(store, key, environ)
+            found = _from_helper(store, key, environ, helper_timeout)
             if found:
                 return found
     return None
@@ -146,22 +150,8 @@ def _from_entry(entry: Mapping[str, Any]) -> Credentials | None:
     return None
 
 
-def _helper_timeout(environ: Mapping[str, str] | None) -> float:
-    env = os.environ if environ is None else environ
-    text = env.get("MODELREG_HELPER_TIMEOUT")
-    if not text:
-        return _HELPER_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise InvalidInput(f"MODELREG_HELPER_TIMEOUT={text!r} is not a positive number")
-    return value
-
-
 def _run_helper(
-    helper: str, action: str, stdin: bytes, environ: Mapping[str, str] | None
+    helper: str, action: str, stdin: bytes, environ: Mapping[str, str] | None, timeout: float
 ) -> tuple[int, str]:
     """Run ``docker-credential-<helper> <action>``; returns (exit status, stdout).
 
@@ -169,7 +159,6 @@ def _run_helper(
     with everything it started (a shell script's children keep the pipes open).
     """
     binary = f"docker-credential-{helper}"
-    timeout = _helper_timeout(environ)
     try:
         process = subprocess.Popen(
             [binary, action],
@@ -212,8 +201,10 @@ def _helper_failed(helper: str, action: str, text: str, secret: str | None = Non
     )
 
 
-def _from_helper(helper: str, server: str, environ: Mapping[str, str] | None) -> Credentials | None:
-    status, text = _run_helper(helper, "get", server.encode(), environ)
+def _from_helper(
+    helper: str, server: str, environ: Mapping[str, str] | None, timeout: float
+) -> Credentials | None:
+    status, text = _run_helper(helper, "get", server.encode(), environ, timeout)
     if status != 0:
         if _NOT_FOUND in text.lower():
             return None
@@ -239,7 +230,12 @@ def _helper_for(config: Mapping[str, Any], host: str) -> str | None:
     return helper if isinstance(helper, str) and helper else None
 
 
-def save(host: str, credentials: Credentials, environ: Mapping[str, str] | None = None) -> str:
+def save(
+    host: str,
+    credentials: Credentials,
+    environ: Mapping[str, str] | None = None,
+    helper_timeout: float = HELPER_TIMEOUT,
+) -> str:
     """Store credentials as ``docker login`` would; returns where they went.
 
     With a credential helper for ``host`` the secret goes to the helper and
@@ -256,7 +252,7 @@ def save(host: str, credentials: Credentials, environ: Mapping[str, str] | None 
         payload = json.dumps(
             {"ServerURL": host, "Username": credentials.username, "Secret": credentials.secret}
         ).encode()
-        status, text = _run_helper(helper, "store", payload, environ)
+        status, text = _run_helper(helper, "store", payload, environ, helper_timeout)
         if status != 0:
             raise _helper_failed(helper, "store", text, credentials.secret)
         if auths.get(host) != {}:
@@ -268,14 +264,16 @@ def save(host: str, credentials: Credentials, environ: Mapping[str, str] | None 
     return str(path)
 
 
-def remove(host: str, environ: Mapping[str, str] | None = None) -> bool:
+def remove(
+    host: str, environ: Mapping[str, str] | None = None, helper_timeout: float = HELPER_TIMEOUT
+) -> bool:
     """Forget the credentials for ``host`` (helper and config.json); whether there were any."""
     path = config_path(environ)
     config = _read_config(path)
     removed = False
     helper = _helper_for(config, host)
     if helper:
-        status, text = _run_helper(helper, "erase", host.encode(), environ)
+        status, text = _run_helper(helper, "erase", host.encode(), environ, helper_timeout)
         if status == 0:
             removed = True
         elif _NOT_FOUND not in text.lower():

@@ -38,7 +38,7 @@ import requests.adapters
 import requests.utils
 
 from ..errors import AuthError, InvalidInput, RegistryError, RegistryUnavailable
-from .credentials import Credentials
+from .credentials import HELPER_TIMEOUT, Credentials
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -55,6 +55,7 @@ class RegistryOptions:
     ca_cert: str | None = None
     plain_http: bool | None = None
     settle: float = 0.3
+    helper_timeout: float = HELPER_TIMEOUT
 
     @classmethod
     def from_env(
@@ -71,6 +72,10 @@ class RegistryOptions:
         )
         if ca:
             values["ca_cert"] = ca
+        if env.get("MODELREG_HELPER_TIMEOUT"):
+            values["helper_timeout"] = _positive_float(
+                env["MODELREG_HELPER_TIMEOUT"], "MODELREG_HELPER_TIMEOUT"
+            )
         if env.get("MODELREG_PLAIN_HTTP"):
             values["plain_http"] = env["MODELREG_PLAIN_HTTP"].lower() in ("1", "true", "yes")
         values.update({k: v for k, v in overrides.items() if v is not None})
