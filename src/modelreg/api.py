@@ -17,16 +17,16 @@ from typing import Any
 
 from . import lineage as lineage_mod
 from . import stages
-from .errors import IntegrityError, InvalidInput, RegistryError
+from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
 from .lineage import Lineage
 from .oci import ANNOTATION_TITLE, Manifest
 from .packing import LayerPlan, read_single_file
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .promotion import record_tag
-from .reference import Reference, parse_reference
+from .reference import Reference, parse_reference, parse_registry_host
 from .signing import SigningKey, load_signing_key
-from .store import Stores, credentials
+from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
 from .transfer import (
@@ -555,7 +555,11 @@ def login(host: str, username: str, secret: str, *, stores: Stores | None = None
     """Check the credentials against the registry, then store them as docker login does.
 
     Returns where they were stored (config.json or a credential helper).
+    Nothing is stored when the registry refuses them.
     """
+    host = parse_registry_host(host)
+    if not username or not secret:
+        raise InvalidInput("login needs a username and a password", "pass -u USER and the password")
     stores = stores or Stores()
     creds = credentials.Credentials(username, secret)
     transport = Transport(host, stores.options, lambda: creds)
@@ -564,13 +568,20 @@ def login(host: str, username: str, secret: str, *, stores: Stores | None = None
         response.close()
         if response.status_code != 200:
             raise RegistryError(f"registry {host} answered HTTP {response.status_code} on /v2/")
+    except AuthError:
+        raise AuthError(
+            f"registry {host} rejected the username or password for {username!r}",
+            "check them and log in again; nothing was stored",
+        ) from None
     finally:
         transport.close()
-    return credentials.save(host, creds)
+    return credentials.save(host, creds, helper_timeout=stores.options.helper_timeout)
 
 
-def logout(host: str) -> bool:
-    return credentials.remove(host)
+def logout(host: str, *, stores: Stores | None = None) -> bool:
+    """Forget the stored credentials for ``host``; whether there were any."""
+    options = stores.options if stores is not None else RegistryOptions.from_env()
+    return credentials.remove(parse_registry_host(host), helper_timeout=options.helper_timeout)
 
 
 __all__ = [

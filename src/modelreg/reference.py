@@ -112,4 +112,25 @@ def parse_reference(text: str) -> Reference:
     return Reference(registry=registry, repository=text, tag=tag, digest=digest)
 
 
-__all__ = ["Reference", "is_registry_host", "parse_reference", "validate_tag"]
+def parse_registry_host(text: str) -> str:
+    """``HOST[:PORT]`` from what ``docker login`` accepts (``https://host:5000/`` too)."""
+    host = text.strip()
+    for prefix in ("https://", "http://"):
+        if host.lower().startswith(prefix):
+            host = host[len(prefix) :]
+    host = host.split("/", 1)[0]
+    if not host or not _HOST.fullmatch(host) or not is_registry_host(host):
+        raise InvalidInput(
+            f"invalid registry host {text!r}",
+            "name a registry as HOST[:PORT], e.g. localhost:5000 or registry.example.com",
+        )
+    return host
+
+
+__all__ = [
+    "Reference",
+    "is_registry_host",
+    "parse_reference",
+    "parse_registry_host",
+    "validate_tag",
+]

@@ -45,7 +45,9 @@ class Stores:
             transport = self._transports.get(host)
             if transport is None:
                 transport = Transport(
-                    host, self.options, lambda: credentials.lookup(host, self._environ)
+                    host,
+                    self.options,
+                    lambda: credentials.lookup(host, self._environ, self.options.helper_timeout),
                 )
                 self._transports[host] = transport
             return transport

@@ -10,28 +10,61 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import AuthError, InvalidInput
 
-_HELPER_TIMEOUT = 10.0
+HELPER_TIMEOUT = 10.0
+_NOT_FOUND = "credentials not found"
+
+
+IDENTITY_TOKEN_USER = "<token>"
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """A user name and its secret: a password, or an OAuth2 identity (refresh) token.
+
+    Docker's convention: the user name ``<token>`` means the secret is an identity
+    token (``identitytoken`` in config.json, or what a helper returns for it), to be
+    exchanged for bearer tokens with the ``refresh_token`` grant.
+    """
+
     username: str
     secret: str = field(repr=False)
 
+    @property
+    def is_identity_token(self) -> bool:
+        return self.username == IDENTITY_TOKEN_USER
+
     def basic_header(self) -> str:
-        token = base64.b64encode(f"{self.username}:{self.secret}".encode()).decode()
-        return f"Basic {token}"
+        return f"Basic {self._encoded()}"
+
+    def _encoded(self) -> str:
+        return base64.b64encode(f"{self.username}:{self.secret}".encode()).decode()
+
+    def secret_forms(self) -> tuple[str, ...]:
+        """Every way the secret could show up in text a server sends back: masked in messages."""
+        return tuple(
+            form
+            for form in (
+                self.secret,
+                self._encoded(),
+                urllib.parse.quote(self.secret, safe=""),
+                urllib.parse.quote_plus(self.secret),
+            )
+            if form
+        )
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -68,13 +101,17 @@ def _host_keys(host: str) -> list[str]:
     return keys
 
 
-def lookup(host: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
+def lookup(
+    host: str,
+    environ: Mapping[str, str] | None = None,
+    helper_timeout: float = HELPER_TIMEOUT,
+) -> Credentials | None:
     """Credentials for ``host`` from the docker config and its helpers, or None."""
     config = _read_config(config_path(environ))
     helpers = config.get("credHelpers") or {}
     for key in _host_keys(host):
-        if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
-            return _from_helper(helpers[key], key)
+        if isinstance(helpers, dict) and isinstance(helpers.get(key), str) and helpers[key]:
+            return _from_helper(helpers[key], key, environ, helper_timeout)
     auths = config.get("auths") or {}
     for key in _host_keys(host):
         entry = auths.get(key) if isinstance(auths, dict) else None
@@ -85,13 +122,16 @@ def lookup(host: str, environ: Mapping[str, str] | None = None) -> Credentials |
     store = config.get("credsStore")
     if isinstance(store, str) and store:
         for key in _host_keys(host)[:2]:
-            found = _from_helper(store, key)
+            found = _from_helper(store, key, environ, helper_timeout)
             if found:
                 return found
     return None
 
 
 def _from_entry(entry: Mapping[str, Any]) -> Credentials | None:
+    identity = entry.get("identitytoken")
+    if isinstance(identity, str) and identity:
+        return Credentials(IDENTITY_TOKEN_USER, identity)
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:
@@ -110,77 +150,144 @@ def _from_entry(entry: Mapping[str, Any]) -> Credentials | None:
     return None
 
 
-def _run_helper(helper: str, action: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+def _run_helper(
+    helper: str, action: str, stdin: bytes, environ: Mapping[str, str] | None, timeout: float
+) -> tuple[int, str]:
+    """Run ``docker-credential-<helper> <action>``; returns (exit status, stdout).
+
+    The helper runs in its own process group so that on a timeout it is killed
+    with everything it started (a shell script's children keep the pipes open).
+    """
     binary = f"docker-credential-{helper}"
     try:
-        return subprocess.run(
+        process = subprocess.Popen(
             [binary, action],
-            input=stdin,
-            capture_output=True,
-            timeout=_HELPER_TIMEOUT,
-            check=False,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=None if environ is None else dict(environ),
         )
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"credential helper {binary} is not installed",
-            "install it, or remove it from your docker config.json",
+    except (FileNotFoundError, PermissionError):
+        raise AuthError(
+            f"credential helper {binary} is not installed (or not executable)",
+            "install it on PATH, or remove it from credHelpers/credsStore in your docker "
+            "config.json",
         ) from None
-    except subprocess.TimeoutExpired:
-        raise InvalidInput(f"credential helper {binary} did not answer in time") from None
-
-
-def _from_helper(helper: str, server: str) -> Credentials | None:
-    result = _run_helper(helper, "get", server.encode())
-    if result.returncode != 0:
-        # helpers answer "credentials not found in native keychain" with a non-zero exit
-        return None
     try:
-        payload = json.loads(result.stdout)
+        out, err = process.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=5)
+        raise AuthError(
+            f"credential helper {binary} did not answer within {timeout:g} s ({action})",
+            "check the helper (does it wait for a password prompt?); MODELREG_HELPER_TIMEOUT "
+            "sets how long to wait",
+        ) from None
+    text = out.decode("utf-8", "replace").strip() or err.decode("utf-8", "replace").strip()
+    return process.returncode, text
+
+
+def _helper_failed(helper: str, action: str, text: str, secret: str | None = None) -> AuthError:
+    first = text.splitlines()[0][:160] if text else "no message"
+    if secret:
+        for form in Credentials("", secret).secret_forms():
+            first = first.replace(form, "***")
+    return AuthError(
+        f"credential helper docker-credential-{helper} failed to {action} credentials: {first}",
+        "fix the helper, or remove it from credHelpers/credsStore in your docker config.json",
+    )
+
+
+def _from_helper(
+    helper: str, server: str, environ: Mapping[str, str] | None, timeout: float
+) -> Credentials | None:
+    status, text = _run_helper(helper, "get", server.encode(), environ, timeout)
+    if status != 0:
+        if _NOT_FOUND in text.lower():
+            return None
+        raise _helper_failed(helper, "get", text)
+    try:
+        payload = json.loads(text)
         username, secret = payload["Username"], payload["Secret"]
     except (ValueError, KeyError, TypeError):
-        raise InvalidInput(
-            f"credential helper docker-credential-{helper} gave an unreadable answer"
+        raise AuthError(
+            f"credential helper docker-credential-{helper} gave an unreadable answer",
+            'it must print {"Username": …, "Secret": …}; fix or replace the helper',
         ) from None
-    if not isinstance(username, str) or not isinstance(secret, str):
+    if not isinstance(username, str) or not isinstance(secret, str) or not secret:
         return None
     return Credentials(username, secret)
 
 
-def save(host: str, credentials: Credentials, environ: Mapping[str, str] | None = None) -> str:
-    """Store credentials as ``docker login`` would; returns where they went."""
+def _helper_for(config: Mapping[str, Any], host: str) -> str | None:
+    helpers = config.get("credHelpers")
+    helper = helpers.get(host) if isinstance(helpers, dict) else None
+    if not helper:
+        helper = config.get("credsStore")
+    return helper if isinstance(helper, str) and helper else None
+
+
+def save(
+    host: str,
+    credentials: Credentials,
+    environ: Mapping[str, str] | None = None,
+    helper_timeout: float = HELPER_TIMEOUT,
+) -> str:
+    """Store credentials as ``docker login`` would; returns where they went.
+
+    With a credential helper for ``host`` the secret goes to the helper and
+    config.json keeps only an empty ``auths`` entry (as docker writes it);
+    otherwise config.json gets ``auths[host].auth`` = base64(user:secret), mode 0600.
+    """
     path = config_path(environ)
     config = _read_config(path)
-    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
-    if isinstance(helper, str) and helper:
+    auths = config.setdefault("auths", {})
+    if not isinstance(auths, dict):
+        raise InvalidInput(f"{path}: 'auths' must be an object", "fix or remove the file")
+    helper = _helper_for(config, host)
+    if helper:
         payload = json.dumps(
             {"ServerURL": host, "Username": credentials.username, "Secret": credentials.secret}
         ).encode()
-        result = _run_helper(helper, "store", payload)
-        if result.returncode != 0:
-            raise InvalidInput(f"credential helper docker-credential-{helper} refused to store")
+        status, text = _run_helper(helper, "store", payload, environ, helper_timeout)
+        if status != 0:
+            raise _helper_failed(helper, "store", text, credentials.secret)
+        if auths.get(host) != {}:
+            auths[host] = {}  # drop any inline secret a stale entry still had
+            _write_private(path, _dump(config))
         return f"docker-credential-{helper}"
-    auths = config.setdefault("auths", {})
-    if not isinstance(auths, dict):
-        raise InvalidInput(f"{path}: 'auths' must be an object")
-    auths[host] = {
-        "auth": base64.b64encode(f"{credentials.username}:{credentials.secret}".encode()).decode()
-    }
-    _write_private(path, json.dumps(config, indent="\t").encode() + b"\n")
+    auths[host] = {"auth": credentials._encoded()}
+    _write_private(path, _dump(config))
     return str(path)
 
 
-def remove(host: str, environ: Mapping[str, str] | None = None) -> bool:
+def remove(
+    host: str, environ: Mapping[str, str] | None = None, helper_timeout: float = HELPER_TIMEOUT
+) -> bool:
+    """Forget the credentials for ``host`` (helper and config.json); whether there were any."""
     path = config_path(environ)
     config = _read_config(path)
-    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
-    if isinstance(helper, str) and helper:
-        return _run_helper(helper, "erase", host.encode()).returncode == 0
+    removed = False
+    helper = _helper_for(config, host)
+    if helper:
+        status, text = _run_helper(helper, "erase", host.encode(), environ, helper_timeout)
+        if status == 0:
+            removed = True
+        elif _NOT_FOUND not in text.lower():
+            raise _helper_failed(helper, "erase", text)
     auths = config.get("auths")
-    if not isinstance(auths, dict) or host not in auths:
-        return False
-    del auths[host]
-    _write_private(path, json.dumps(config, indent="\t").encode() + b"\n")
-    return True
+    if isinstance(auths, dict) and host in auths:
+        removed = removed or bool(auths[host])
+        del auths[host]
+        _write_private(path, _dump(config))
+    return removed
+
+
+def _dump(config: Mapping[str, Any]) -> bytes:
+    return json.dumps(config, indent="\t").encode() + b"\n"
 
 
 def _write_private(path: Path, data: bytes) -> None:

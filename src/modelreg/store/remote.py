@@ -22,6 +22,7 @@ import requests
 
 from ..digest import Readable, is_digest, sha256_digest, verify_bytes
 from ..errors import (
+    AuthError,
     ConflictError,
     IntegrityError,
     NotFound,
@@ -160,13 +161,18 @@ class RemoteRepository:
         if source_path == self.repository:
             return False
         scope = f"{self._push} repository:{source_path}:pull"
-        response = self.transport.request(
-            "POST",
-            self._path("blobs/uploads/")
-            + "?"
-            + urllib.parse.urlencode({"mount": digest, "from": source_path}),
-            scope=scope,
-        )
+        try:
+            response = self.transport.request(
+                "POST",
+                self._path("blobs/uploads/")
+                + "?"
+                + urllib.parse.urlencode({"mount": digest, "from": source_path}),
+                scope=scope,
+            )
+        except AuthError:
+            # no pull right on the source (or no push here): upload instead, as docker does;
+            # the upload names the real problem if there is one
+            return False
         response.close()
         if response.status_code == 201:
             return True
@@ -338,6 +344,7 @@ class RemoteRepository:
 
     def _error(self, response: requests.Response, doing: str) -> Exception:
         codes, message = _registry_errors(response)
+        message = self.transport.redact(message)  # a registry may echo what we sent
         status = response.status_code
         where = self.name
         if status == 404 or "NAME_UNKNOWN" in codes or "MANIFEST_UNKNOWN" in codes:

@@ -18,14 +18,19 @@ No secret is ever put into an exception message or a log line.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import os
 import random
 import re
+import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -33,7 +38,7 @@ import requests.adapters
 import requests.utils
 
 from ..errors import AuthError, InvalidInput, RegistryError, RegistryUnavailable
-from .credentials import Credentials
+from .credentials import HELPER_TIMEOUT, Credentials
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -50,6 +55,7 @@ class RegistryOptions:
     ca_cert: str | None = None
     plain_http: bool | None = None
     settle: float = 0.3
+    helper_timeout: float = HELPER_TIMEOUT
 
     @classmethod
     def from_env(
@@ -66,6 +72,10 @@ class RegistryOptions:
         )
         if ca:
             values["ca_cert"] = ca
+        if env.get("MODELREG_HELPER_TIMEOUT"):
+            values["helper_timeout"] = _positive_float(
+                env["MODELREG_HELPER_TIMEOUT"], "MODELREG_HELPER_TIMEOUT"
+            )
         if env.get("MODELREG_PLAIN_HTTP"):
             values["plain_http"] = env["MODELREG_PLAIN_HTTP"].lower() in ("1", "true", "yes")
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -93,6 +103,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_TLS_HINT = "pass --ca-cert (or set MODELREG_CA_CERT) with the CA that signed its certificate"
+
+
 @dataclass(frozen=True)
 class Challenge:
     scheme: str
@@ -112,10 +125,90 @@ def parse_challenge(header: str) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
+Grants = Mapping[str, frozenset[str]]
+
+
+def parse_scope(scope: str) -> dict[str, frozenset[str]]:
+    """``repository:a:pull,push repository:b:pull`` -> ``{"repository:a": {pull, push}, …}``."""
+    grants: dict[str, set[str]] = {}
+    for item in scope.split():
+        resource, sep, actions = item.rpartition(":")
+        if sep and resource:
+            grants.setdefault(resource, set()).update(a for a in actions.split(",") if a)
+    return {resource: frozenset(actions) for resource, actions in grants.items()}
+
+
+def format_scope(grants: Grants) -> list[str]:
+    """The token-request ``scope`` values for ``grants``, one per resource, in a stable order."""
+    return [
+        f"{resource}:{','.join(sorted(actions))}" for resource, actions in sorted(grants.items())
+    ]
+
+
+def _describe_scope(scope: str) -> str:
+    parts = [
+        f"{','.join(sorted(actions))} access to {resource.partition(':')[2] or resource}"
+        for resource, actions in sorted(parse_scope(scope).items())
+    ]
+    return " and ".join(parts) or "access"
+
+
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)
     expires: float
+    grants: Grants
+
+    def covers(self, wanted: Grants) -> bool:
+        return all(
+            actions <= self.grants.get(resource, frozenset())
+            for resource, actions in wanted.items()
+        )
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose TLS connections use our SSL context (system CAs + a custom CA)."""
+
+    def __init__(self, context: ssl.SSLContext | None, **kwargs: Any) -> None:
+        self._context = context  # before super().__init__, which builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(proxy, **kwargs)
+
+
+def ssl_context(ca_cert: str) -> ssl.SSLContext:
+    """The default trust (system store, ``SSL_CERT_FILE``/``SSL_CERT_DIR``) plus ``ca_cert``.
+
+    The custom CA is *added*: a registry signed by a private CA and a token
+    service or redirect target with a public certificate both verify.
+    """
+    path = Path(ca_cert).expanduser()
+    if not path.exists():
+        raise InvalidInput(
+            f"CA certificate {ca_cert} does not exist",
+            "pass the PEM file of the CA that signed the registry's certificate with --ca-cert "
+            "or MODELREG_CA_CERT (REQUESTS_CA_BUNDLE and SSL_CERT_FILE are read too)",
+        )
+    context = ssl.create_default_context()
+    try:
+        if path.is_dir():
+            context.load_verify_locations(capath=str(path))
+        else:
+            context.load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError):
+        raise InvalidInput(
+            f"CA certificate {ca_cert} could not be loaded",
+            "it must be a readable PEM file (-----BEGIN CERTIFICATE-----) or a hashed CA directory",
+        ) from None
+    return context
 
 
 class Transport:
@@ -133,17 +226,25 @@ class Transport:
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
         self._basic = False
+        # realm and service once the registry has asked for a bearer token: later
+        # scopes get their token before the request instead of after a 401
+        self._bearer: Challenge | None = None
         self._tokens: dict[str, _Token] = {}
+        self._fetch_locks: dict[str, threading.Lock] = {}
+        self._secrets: set[str] = set()
         self._lock = threading.Lock()
         self._scheme: str | None = "http" if options.plain_http else None
+        context = ssl_context(options.ca_cert) if options.ca_cert else None
         self.session = requests.Session()
         self.session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        adapter = _Adapter(context, pool_connections=4, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = _USER_AGENT
-        self._verify: bool | str = options.ca_cert or True
         self._proxies: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Transport({self.host!r})"
 
     # ----- connection ---------------------------------------------------------
 
@@ -158,23 +259,28 @@ class Transport:
             self._proxies = requests.utils.get_environ_proxies(f"https://{self.host}/v2/")
             return "https"
         try:
-            self.session.get(
-                f"https://{self.host}/v2/", timeout=self.options.timeout, verify=self._verify
-            ).close()
+            self.session.get(f"https://{self.host}/v2/", timeout=self.options.timeout).close()
             return "https"
         except requests.exceptions.SSLError as exc:
             if _speaks_plain_http(exc):
                 return "http"
             raise RegistryUnavailable(
-                f"TLS with registry {self.host} failed: {_short_reason(exc)}",
-                "pass --ca-cert (or set MODELREG_CA_CERT) with the CA that signed its certificate",
+                f"TLS with registry {self.host} failed: {_short_reason(exc)}", _TLS_HINT
             ) from None
-        except requests.exceptions.ConnectionError:
-            # nothing listens on HTTPS: let the real request report it over plain HTTP
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+            # nothing answers TLS there: let the real request report it over plain HTTP
             return "http"
+        except requests.exceptions.RequestException as exc:
+            raise RegistryUnavailable(
+                f"cannot reach registry {self.host}: {_short_reason(exc)}"
+            ) from None
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    def _ours(self, url: str) -> bool:
+        """Whether ``url`` is on this registry: credentials are never sent anywhere else."""
+        return urllib.parse.urlsplit(url).netloc == self.host
 
     # ----- requests -------------------------------------------------------------
 
@@ -198,31 +304,30 @@ class Transport:
         """
         deadline = time.monotonic() + self.options.timeout
         read_timeout = self.options.read_timeout if bulk else 3 * self.options.timeout
+        url = self.url(path)
+        ours = self._ours(url)
         attempt = 0
         auth_tries = 0
         while True:
             attempt += 1
             send_headers = dict(headers or {})
-            authorization = self._authorization(scope)
+            authorization, exact = self._authorization(scope) if ours else (None, False)
             if authorization:
                 send_headers["Authorization"] = authorization
             try:
                 response = self.session.request(
                     method,
-                    self.url(path),
+                    url,
                     headers=send_headers,
                     data=data,
                     stream=stream,
                     timeout=(self.options.timeout, read_timeout),
-                    verify=self._verify,
                     proxies=self._proxies,
                     allow_redirects=method in ("GET", "HEAD"),
                 )
             except requests.exceptions.SSLError as exc:
                 raise RegistryUnavailable(
-                    f"TLS with registry {self.host} failed: {_short_reason(exc)}",
-                    "pass --ca-cert (or set MODELREG_CA_CERT) with the CA that signed its "
-                    "certificate",
+                    f"TLS with registry {self.host} failed: {_short_reason(exc)}", _TLS_HINT
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 if replayable and attempt <= self.options.retries and self._wait(attempt, deadline):
@@ -232,10 +337,14 @@ class Transport:
                     "check that the registry is running and the host and port are right "
                     "(MODELREG_TIMEOUT sets how long to wait)",
                 ) from None
-            if response.status_code == 401 and auth_tries < 2:
+            except requests.exceptions.RequestException as exc:
+                raise RegistryError(
+                    f"request to registry {self.host} failed: {self.redact(_short_reason(exc))}"
+                ) from None
+            if response.status_code == 401 and ours and auth_tries < 2:
                 auth_tries += 1
-                self._answer_challenge(response, scope)
                 response.close()
+                self._answer_challenge(response, scope, authorization, exact)
                 if replayable:
                     continue
             if response.status_code == 401:
@@ -243,11 +352,7 @@ class Transport:
                 raise self._auth_error()
             if response.status_code == 403:
                 response.close()
-                raise AuthError(
-                    f"registry {self.host} denied access ({scope.replace(':', ' ', 1)})",
-                    f"the account you logged in with lacks this permission; log in as another "
-                    f"user with 'modelreg login {self.host}'",
-                )
+                raise self._denied(scope)
             if (
                 response.status_code in _RETRY_STATUS
                 and replayable
@@ -276,17 +381,57 @@ class Transport:
         if not self._credentials_loaded:
             self._credentials = self._credentials_source()
             self._credentials_loaded = True
+            if self._credentials is not None:
+                with self._lock:
+                    self._secrets.update(self._credentials.secret_forms())
         return self._credentials
 
-    def _authorization(self, scope: str) -> str | None:
+    def redact(self, text: str) -> str:
+        """``text`` (from a server: an error body, a message) with every secret we hold masked."""
         with self._lock:
-            token = self._tokens.get(scope)
-            if token and token.expires > time.monotonic():
-                return f"Bearer {token.value}"
+            known = sorted(self._secrets, key=len, reverse=True)
+        for secret in known:
+            text = text.replace(secret, "***")
+        return text
+
+    def _authorization(self, scope: str) -> tuple[str | None, bool]:
+        """The Authorization header for a request needing ``scope``.
+
+        The flag says whether it is a token fetched for exactly this scope (as
+        opposed to a cached token for a wider one, or none).
+        """
+        cached = self._cached_token(scope)
+        if cached is not None:
+            return cached
+        with self._lock:
+            bearer = self._bearer
+        if bearer is not None:
+            # one fetch per scope, however many threads want it at once
+            with self._fetch_lock(scope):
+                cached = self._cached_token(scope)
+                if cached is not None:
+                    return cached
+                return f"Bearer {self._fetch_token(bearer, scope).value}", True
         if self._basic:
             creds = self.credentials()
-            return creds.basic_header() if creds else None
+            return (creds.basic_header() if creds else None), False
+        return None, False
+
+    def _cached_token(self, scope: str) -> tuple[str, bool] | None:
+        wanted = parse_scope(scope)
+        with self._lock:
+            now = time.monotonic()
+            token = self._tokens.get(_scope_key(scope))
+            if token is not None and token.expires > now:
+                return f"Bearer {token.value}", True
+            for other in self._tokens.values():
+                if other.expires > now and other.covers(wanted):
+                    return f"Bearer {other.value}", False
         return None
+
+    def _fetch_lock(self, scope: str) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(_scope_key(scope), threading.Lock())
 
     def _auth_error(self) -> AuthError:
         if self.credentials() is None:
@@ -299,7 +444,19 @@ class Transport:
             f"log in again with 'modelreg login {self.host}'",
         )
 
-    def _answer_challenge(self, response: requests.Response, scope: str) -> None:
+    def _denied(self, scope: str) -> AuthError:
+        creds = self.credentials()
+        if creds is None:
+            return self._auth_error()
+        return AuthError(
+            f"registry {self.host} denied {creds.username!r} {_describe_scope(scope)}",
+            f"ask the registry's administrator for it, or log in as another user with "
+            f"'modelreg login {self.host}'",
+        )
+
+    def _answer_challenge(
+        self, response: requests.Response, scope: str, sent: str | None, exact: bool
+    ) -> None:
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if challenge is None:
             raise RegistryError(f"registry {self.host} answered 401 without an auth challenge")
@@ -312,58 +469,142 @@ class Transport:
             raise RegistryError(
                 f"registry {self.host} asks for unsupported auth scheme {challenge.scheme!r}"
             )
-        self._fetch_token(challenge, scope)
+        wanted = parse_scope(scope)
+        asked = parse_scope(challenge.params.get("scope", ""))
+        with self._fetch_lock(scope):
+            with self._lock:
+                if sent:
+                    # the token we sent is expired, revoked or too narrow: never send it again
+                    self._tokens = {
+                        key: token
+                        for key, token in self._tokens.items()
+                        if f"Bearer {token.value}" != sent
+                    }
+                self._bearer = Challenge(
+                    "bearer",
+                    {k: v for k, v in challenge.params.items() if k in ("realm", "service")},
+                )
+            if (
+                exact
+                and challenge.params.get("error") == "insufficient_scope"
+                and all(actions <= wanted.get(res, frozenset()) for res, actions in asked.items())
+            ):
+                # a fresh token for everything the registry wants still is not enough
+                raise self._denied(scope)
+            cached = self._cached_token(scope)
+            if cached is not None and cached[1] and cached[0] != sent:
+                return  # another thread fetched a fresh one meanwhile
+            self._fetch_token(challenge, scope)
 
-    def _fetch_token(self, challenge: Challenge, scope: str) -> None:
-        realm = challenge.params.get("realm")
-        if not realm:
-            raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm")
+    def _fetch_token(self, challenge: Challenge, scope: str) -> _Token:
+        realm = challenge.params.get("realm", "")
+        if urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
+            raise RegistryError(
+                f"registry {self.host} sent a Bearer challenge without a usable realm URL"
+            )
+        grants = parse_scope(scope)
+        for resource, actions in parse_scope(challenge.params.get("scope", "")).items():
+            grants[resource] = grants.get(resource, frozenset()) | actions
         params: list[tuple[str, str]] = []
         if challenge.params.get("service"):
             params.append(("service", challenge.params["service"]))
-        scopes = scope.split(" ") if scope else []
-        challenged = challenge.params.get("scope")
-        if challenged and challenged not in scopes:
-            scopes.append(challenged)
-        params.extend(("scope", s) for s in scopes)
+        params.extend(("scope", value) for value in format_scope(grants))
         headers = {}
+        form: dict[str, str] | None = None
         creds = self.credentials()
-        if creds:
+        if creds and creds.is_identity_token:
+            # OAuth2 (docker's token spec, "oauth"): trade the identity token for an access token
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.secret,
+                "client_id": _USER_AGENT,
+                "scope": " ".join(value for key, value in params if key == "scope"),
+            }
+            form.update((key, value) for key, value in params if key == "service")
+        elif creds:
+            params.append(("account", creds.username))
             headers["Authorization"] = creds.basic_header()
+        service = urllib.parse.urlsplit(realm).netloc
         try:
-            answer = self.session.get(
+            answer = self.session.request(
+                "POST" if form is not None else "GET",
                 realm,
-                params=params,
+                params=None if form is not None else params,
+                data=form,
                 headers=headers,
                 timeout=(self.options.timeout, self.options.timeout * 2),
-                verify=self._verify,
                 proxies=self._proxies,
             )
+        except requests.exceptions.SSLError as exc:
+            raise RegistryUnavailable(
+                f"TLS with the token service of {self.host} ({service}) failed: "
+                f"{_short_reason(exc)}",
+                _TLS_HINT,
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise RegistryUnavailable(
-                f"cannot reach the token service of {self.host}: {_short_reason(exc)}"
+                f"cannot reach the token service of {self.host} ({service}): {_short_reason(exc)}",
+                "check that the token service the registry names is up and reachable",
             ) from None
-        if answer.status_code in (401, 403):
-            raise self._auth_error()
-        if answer.status_code != 200:
-            raise RegistryError(
-                f"token service of {self.host} answered HTTP {answer.status_code}",
-            )
-        try:
-            body = answer.json()
-            value = body.get("token") or body.get("access_token")
-            lifetime = float(body.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            value = None
-            lifetime = 0.0
+        with contextlib.closing(answer):
+            if answer.status_code in (401, 403):
+                raise self._auth_error()
+            if answer.status_code != 200:
+                detail = _body_excerpt(answer)
+                raise RegistryError(
+                    f"token service of {self.host} answered HTTP {answer.status_code}"
+                    + (f": {self.redact(detail)}" if detail else ""),
+                    "the registry's token service failed; try again later or tell its operator",
+                )
+            try:
+                body = answer.json()
+                value = body.get("token") or body.get("access_token")
+                lifetime = float(body.get("expires_in") or 60)
+            except (ValueError, AttributeError, TypeError):
+                value, lifetime = None, 0.0
         if not isinstance(value, str) or not value:
             raise RegistryError(f"token service of {self.host} returned no token")
+        if not 0 < lifetime < 10**9:
+            lifetime = 60.0  # the spec's default
+        # renew a little before expiry so a request does not start with a dying token
+        margin = min(10.0, lifetime / 5)
+        token = _Token(value, time.monotonic() + lifetime - margin, grants)
         with self._lock:
-            # renew ahead of expiry so a long upload does not start with a dying token
-            self._tokens[scope] = _Token(value, time.monotonic() + max(lifetime - 10, 5))
+            self._secrets.add(value)
+            self._tokens[_scope_key(scope)] = token
+        return token
 
     def close(self) -> None:
         self.session.close()
+
+
+def _scope_key(scope: str) -> str:
+    return " ".join(format_scope(parse_scope(scope)))
+
+
+def _body_excerpt(response: requests.Response, limit: int = 200) -> str:
+    """The first line of an error body, or its JSON ``errors``/``error``/``details`` message."""
+    try:
+        text = response.content[:4096].decode("utf-8", "replace")
+    except requests.exceptions.RequestException:
+        return ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            messages = [
+                str(e.get("message") or e.get("code") or "") for e in errors if isinstance(e, dict)
+            ]
+            text = "; ".join(m for m in messages if m)
+        else:
+            text = str(
+                body.get("error_description") or body.get("details") or body.get("error") or ""
+            )
+    lines = text.strip().splitlines()
+    return lines[0][:limit] if lines else ""
 
 
 def _speaks_plain_http(exc: Exception) -> bool:
