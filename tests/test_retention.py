@@ -287,6 +287,7 @@ def test_registry_with_deletes_disabled_is_named_and_nothing_changes(
     assert json.loads(planned.stdout)["versionsRemoved"] == 1
     result = cli("gc", target, "--keep-last", "1")
     assert result.returncode == 5
+    assert "gc stopped after 0 of 2 deletions: registry" in result.stderr
     assert "does not allow deletes" in result.stderr
     assert "storage.delete.enabled" in result.stderr
     assert repository(stores, target).list_tags() == tags

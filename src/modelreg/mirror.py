@@ -68,11 +68,18 @@ def select(
 ) -> MirrorPlan:
     """Pick what to copy from the source's tags (pure). ``subjects``: record -> model."""
     if stages is None:
-        chosen = sorted(set(inventory.record_stages()) | set(inventory.stages))
+        proposed = {stage for stage, _ in inventory.pending}
+        chosen = sorted(set(inventory.record_stages()) | set(inventory.stages) | proposed)
         wanted = set(inventory.versions.values())
     else:
         chosen = sorted(dict.fromkeys(validate_stage(s) for s in stages))
-        missing = [s for s in chosen if not inventory.chain(s) and s not in inventory.stages]
+        missing = [
+            s
+            for s in chosen
+            if not inventory.chain(s)
+            and s not in inventory.stages
+            and not any(stage == s for stage, _ in inventory.pending)
+        ]
         if missing:
             raise NotFound(
                 f"the source has no stage {missing[0]!r}: no promotion records, no tag",

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, InvalidInput, NotFound, VerificationError
+from .errors import IntegrityError, InvalidInput, ModelregError, NotFound, VerificationError
 from .inventory import Inventory, read_tags
 from .oci import Manifest, manifest_references
 from .policy import TrustPolicy
@@ -562,8 +562,16 @@ def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Execut
     for deletion in planned.deletions:
         if deletion.model in spared:
             continue
-        with contextlib.suppress(NotFound):  # already gone: an earlier, interrupted gc
+        try:
             repository.delete_manifest(deletion.digest)
+        except NotFound:
+            pass  # already gone: an earlier, interrupted gc
+        except ModelregError as exc:
+            raise type(exc)(
+                f"gc stopped after {len(deleted)} of {len(planned.deletions)} deletions: "
+                f"{exc.message}",
+                exc.hint or "run gc again: it finishes what is left",
+            ) from None
         deleted.append(deletion)
     freed = _freed(snapshot, deleted)
     reclaimed = 0
