@@ -378,6 +378,22 @@ def test_a_chain_that_fails_verification_stops_gc(
     assert not unverified.plan.verified and removed(unverified) == [(1,)]
 
 
+def test_a_stage_tag_and_chain_that_disagree_keep_both(
+    stores: Stores, keys: Path, tmp_path: Path
+) -> None:
+    target = unique_repo("fraud")
+    _, v2, _ = (push(stores, target, tmp_path, os.urandom(64)) for _ in range(3))
+    api.promote(f"{target}:v1", "production", key(keys, "alice"), stores=stores)
+    repo = repository(stores, target)
+    _, data = repo.fetch_manifest(v2)
+    repo.push_manifest(data, IMAGE_MANIFEST, ["production"])  # moved without a record
+    report = api.gc(target, RetentionRules(keep_last=0), dry_run=True, stores=stores)
+    assert removed(report) == [(3,)]
+    why = reasons(report)
+    assert why[(1,)][0] == "holds production by its signed chain (the tag points elsewhere)"
+    assert why[(2,)] == ("the production tag points at it (its signed chain names another)",)
+
+
 # ----- the command and its policy file ---------------------------------------------------------
 
 

@@ -407,8 +407,8 @@ def _protected(snapshot: Snapshot, rules: RetentionRules, now: datetime) -> dict
     inventory = snapshot.inventory
     for stage in sorted(set(inventory.stages) | set(snapshot.heads)):
         tagged, head = inventory.stages.get(stage), snapshot.heads.get(stage)
-        if tagged == head or head is None:
-            keep(tagged, f"holds {stage}")
+        if tagged is None or head is None or tagged == head:
+            keep(tagged or head, f"holds {stage}")
         else:  # the tag and the chain disagree: keep both until someone sorts it out
             keep(tagged, f"the {stage} tag points at it (its signed chain names another)")
             keep(head, f"holds {stage} by its signed chain (the tag points elsewhere)")
