@@ -11,12 +11,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from . import lineage as lineage_mod
-from . import stages
+from . import mirror as mirror_mod
+from . import retention, stages
 from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
 from .lineage import Lineage
@@ -373,6 +374,66 @@ def copy(
     return dst_repo.name, descriptor.digest
 
 
+def mirror(
+    source: str | Reference,
+    destination: str | Reference,
+    *,
+    stages: Sequence[str] | None = None,
+    stores: Stores | None = None,
+    progress: Progress | None = None,
+) -> mirror_mod.MirrorResult:
+    """Copy a whole repository (``stages=None``: every version) or the given stages' chains.
+
+    Versions keep their numbers, aliases, version records and digests; promotion
+    records and stage tags come along so the destination verifies with the same
+    trust policy. Safe to run again after an interruption: it finishes.
+    """
+    stores = stores or Stores()
+    repositories = []
+    for value in (source, destination):
+        ref = _reference(value)
+        if ref.tag or ref.digest:
+            raise InvalidInput(
+                f"{ref} names one model; mirroring copies a whole repository",
+                f"write the repository alone ({ref.registry + '/' if ref.registry else ''}"
+                f"{ref.repository}), or copy one model without --all-versions/--stage",
+            )
+        repositories.append(stores.repository(ref))
+    return mirror_mod.mirror(repositories[0], repositories[1], stages=stages, progress=progress)
+
+
+def gc(
+    repository: str | Reference,
+    rules: retention.RetentionRules,
+    *,
+    dry_run: bool = False,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+    now: datetime | None = None,
+) -> retention.GcReport:
+    """Delete versions the rules let go, never one a stage needs; report versions and bytes.
+
+    Stage chains are verified against ``policy`` (or the configured default) when
+    there is one; without any, they are read unverified.
+    """
+    stores = stores or Stores()
+    ref = _reference(repository)
+    if ref.tag or ref.digest:
+        raise InvalidInput(
+            f"gc works on a whole repository, not {ref}",
+            "name the repository alone; the rules decide which versions go",
+        )
+    trust = policy or default_trust(stores)
+    return retention.gc(
+        stores.repository(ref),
+        rules,
+        policy=trust,
+        state=trust_state(stores) if trust is not None else None,
+        dry_run=dry_run,
+        now=now,
+    )
+
+
 def tag(reference: str | Reference, alias: str, *, stores: Stores | None = None) -> str:
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference)
@@ -590,9 +651,11 @@ __all__ = [
     "PushResult",
     "copy",
     "diff",
+    "gc",
     "inspect",
     "login",
     "logout",
+    "mirror",
     "pull",
     "push",
     "repair",

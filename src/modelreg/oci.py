@@ -192,3 +192,37 @@ def _optional_str(value: Any, where: str) -> str | None:
     if not isinstance(value, str):
         raise IntegrityError(f"{where} must be a string")
     return value
+
+
+@dataclass(frozen=True)
+class References:
+    """What a manifest's bytes point at: blobs (digest → size), child manifests, subject."""
+
+    blobs: Mapping[str, int]
+    children: frozenset[str]
+    subject: str | None
+
+
+def manifest_references(data: bytes) -> References:
+    """The references in an image manifest or index; tolerant (unknown shapes have none)."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return References({}, frozenset(), None)
+    if not isinstance(body, dict):
+        return References({}, frozenset(), None)
+
+    def descriptors(value: Any) -> list[tuple[str, int]]:
+        items = value if isinstance(value, list) else [value]
+        found = []
+        for item in items:
+            if isinstance(item, dict):
+                digest, size = item.get("digest"), item.get("size")
+                if isinstance(digest, str) and is_digest(digest) and isinstance(size, int):
+                    found.append((digest, size))
+        return found
+
+    blobs = dict(descriptors(body.get("config")) + descriptors(body.get("layers", [])))
+    children = frozenset(digest for digest, _ in descriptors(body.get("manifests", [])))
+    subject = descriptors(body.get("subject"))
+    return References(blobs, children, subject[0][0] if subject else None)

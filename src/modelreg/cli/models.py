@@ -160,9 +160,53 @@ def inspect(
 def copy(
     source: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST] to copy from.")],
     destination: Annotated[str, typer.Argument(help="Repository (any store) to copy to.")],
+    all_versions: Annotated[
+        bool,
+        typer.Option(
+            "--all-versions",
+            help="Mirror the whole repository: every version, alias, record and stage.",
+        ),
+    ] = False,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stage",
+            help="Mirror a stage: its holder, its whole signed chain and the models it names.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Copy a model between any two stores (local ⇄ registry ⇄ registry); digest preserved."""
+    """Copy a model between any two stores (local ⇄ registry ⇄ registry); digest preserved.
+
+    With --all-versions or --stage, mirror a repository with its versions, lineage,
+    aliases, signed promotion records and stage tags, so it verifies at the
+    destination with the same trust policy. Safe to re-run after an interruption.
+    """
+    if all_versions and stage:
+        raise InvalidInput("--all-versions and --stage exclude each other", "pick one")
+    if all_versions or stage:
+        with transfer_progress(not as_json) as progress:
+            result = api.mirror(
+                source,
+                destination,
+                stages=stage or None,
+                stores=settings.stores(),
+                progress=progress,
+            )
+        if as_json:
+            emit_json(result.to_dict())
+            return
+        versions = ", ".join(f"v{n}" for n in result.versions) or "no versions"
+        say(f"mirrored {result.source} -> {result.destination}: {versions}")
+        say(
+            f"  {result.versions_copied} version(s), {result.records} record(s), "
+            f"{result.pending} proposal(s) written; {human_size(result.bytes_copied)} copied"
+        )
+        if result.stage_tags:
+            say(f"  stage tags set: {', '.join(result.stage_tags)}")
+        for skipped in result.skipped:
+            say(f"  skipped {skipped}")
+        return
     with transfer_progress(not as_json) as progress:
         name, digest = api.copy(source, destination, stores=settings.stores(), progress=progress)
     if as_json:

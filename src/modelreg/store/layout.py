@@ -23,7 +23,14 @@ from typing import IO, Any
 from .._json import load_json_object
 from ..digest import Readable, hex_part, is_digest, verify_bytes
 from ..errors import IntegrityError, InvalidInput, NotFound
-from ..oci import ANNOTATION_REF_NAME, IMAGE_INDEX, MAX_MANIFEST_BYTES, Descriptor, media_type_of
+from ..oci import (
+    ANNOTATION_REF_NAME,
+    IMAGE_INDEX,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    manifest_references,
+    media_type_of,
+)
 from .base import BytesCallback
 
 _RESERVED = {"blobs", "index.json", "oci-layout", ".lock"}
@@ -183,6 +190,7 @@ class LayoutRepository:
         digest = self._write_small_blob(data)
         descriptor = Descriptor(media_type, digest, len(data))
         with self._locked():
+            self._require_content(data, digest)
             entries = self._read_index()
             entries = [
                 entry
@@ -203,6 +211,7 @@ class LayoutRepository:
             entries = self._read_index()
             if any(entry.annotations.get(ANNOTATION_REF_NAME) == tag for entry in entries):
                 return False
+            self._require_content(data, digest)
             entries = [
                 entry
                 for entry in entries
@@ -241,6 +250,80 @@ class LayoutRepository:
 
     def delete_blob(self, digest: str) -> None:
         self.blob_path(digest).unlink(missing_ok=True)
+
+    def _require_content(self, data: bytes, digest: str) -> None:
+        """Under the lock: the manifest and every blob it names are on disk.
+
+        A concurrent ``gc`` removes unreferenced blobs under the same lock, so a
+        manifest is only ever indexed while all it references is there; a push
+        whose reused blob was swept fails here, whole, instead of indexing a
+        model that cannot be pulled.
+        """
+        if not self.has_blob(digest):
+            self.push_blob([data], len(data), digest)
+        missing = [d for d in manifest_references(data).blobs if not self.has_blob(d)]
+        if missing:
+            raise NotFound(
+                f"{self.name}: blob {missing[0]} of manifest {digest} is missing from {self.path}",
+                "a concurrent 'modelreg gc' may have removed it; push or copy again",
+            )
+
+    def manifest_digests(self) -> list[str]:
+        """Every manifest the index names, tagged or not."""
+        return sorted({entry.digest for entry in self._read_index()})
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob a manifest in the index is or references (the gc mark set)."""
+        referenced: set[str] = set()
+        pending = [entry.digest for entry in self._read_index()]
+        while pending:
+            digest = pending.pop()
+            if digest in referenced:
+                continue
+            referenced.add(digest)
+            try:
+                data = self.blob_path(digest).read_bytes()
+            except FileNotFoundError:
+                continue
+            found = manifest_references(data)
+            referenced.update(found.blobs)
+            pending.extend(found.children)
+        return referenced
+
+    def sweep_blobs(self, candidates: Iterable[str]) -> int:
+        """Delete the candidates no indexed manifest references; return the bytes freed.
+
+        Runs under the repository lock, against the index as it is now, so a
+        manifest indexed since the candidates were chosen keeps its blobs.
+        """
+        freed = 0
+        with self._locked():
+            referenced = self.referenced_blobs()
+            for digest in candidates:
+                if digest in referenced:
+                    continue
+                path = self.blob_path(digest)
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                freed += size
+        return freed
+
+    def blob_sizes(self) -> dict[str, tuple[int, float]]:
+        """Every blob file: digest -> (size, modification time)."""
+        blob_dir = self.path / "blobs" / "sha256"
+        if not blob_dir.is_dir():
+            return {}
+        found = {}
+        for path in blob_dir.iterdir():
+            if path.name.startswith("."):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                found[f"sha256:{path.name}"] = (stat.st_size, stat.st_mtime)
+        return found
 
     def list_blobs(self) -> list[str]:
         blob_dir = self.path / "blobs" / "sha256"
