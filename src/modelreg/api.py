@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .transfer import (
 from .versions import (
     Published,
     VersionInfo,
+    check_aliases,
     find_version,
     list_versions,
     publish,
@@ -107,9 +108,13 @@ def push(
     """Push a model file or directory with its lineage; returns its version and digest.
 
     With ``capture`` (the default) the code (git at ``code_dir``) and the
-    environment are recorded automatically; every field can be given explicitly
-    instead. Pushing the same files with the same lineage again reports the
-    existing version.
+    environment are recorded automatically; ``data`` (paths are digested, URIs
+    kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
+    recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
+    ``packages``, its freeze list); the keyword fields above, when given, still
+    override that lineage's fields one by one. Everything is checked before the
+    first byte is sent. Pushing the same files with the same lineage again reports
+    the existing version.
     """
     stores = stores or Stores()
     target = _reference(repository)
@@ -118,19 +123,33 @@ def push(
             f"cannot push to a digest reference {target}",
             "push to a repository name; the digest is computed from the content",
         )
+    repo = stores.repository(target)
+    aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
+    check_aliases(repo, aliases)
     cache = digest_cache(stores)
+    given, captured = lineage_mod.capture_lineage(
+        code_dir=Path(code_dir) if (capture and code_dir is not None and lineage is None) else None,
+        data=data,
+        params=params,
+        metrics=metrics,
+        annotations=annotations,
+        description=description,
+        capture_env=capture and lineage is None,
+        file_sha256=lambda p: cache.file_sha256(p),
+    )
     if lineage is None:
-        lineage, captured = lineage_mod.capture_lineage(
-            code_dir=Path(code_dir) if (capture and code_dir is not None) else None,
-            data=data,
-            params=params,
-            metrics=metrics,
-            annotations=annotations,
-            description=description,
-            capture_env=capture,
-            file_sha256=lambda p: cache.file_sha256(p),
-        )
+        lineage = given
         packages = packages if packages is not None else captured
+    else:
+        # a full lineage given: the explicit keyword fields still override its fields
+        explicit = {
+            "data": bool(data),
+            "params": params is not None,
+            "metrics": metrics is not None,
+            "annotations": annotations is not None,
+            "description": description is not None,
+        }
+        lineage = replace(lineage, **{k: getattr(given, k) for k, on in explicit.items() if on})
     meta: list[LayerPlan] = []
 
     def store_blob(name: str, content: bytes) -> str:
@@ -139,8 +158,6 @@ def push(
         return digest
 
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
-    repo = stores.repository(target)
-    aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
     pushed = push_model(
         repo,
         Path(path),
@@ -216,10 +233,21 @@ class ModelInfo:
     tags: tuple[str, ...] = ()
     lineage: Lineage | None = None
     files: Mapping[str, str] = field(default_factory=dict)
+    packages: Mapping[str, str] = field(default_factory=dict)
+    """The environment's freeze list (name → version), read from its blob."""
 
     @property
     def reference(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+    def lineage_dict(self) -> dict[str, Any] | None:
+        """The lineage as JSON data, with the freeze list under environment.packages."""
+        if self.lineage is None:
+            return None
+        facts = lineage_mod.lineage_as_dict(self.lineage)
+        if facts["environment"] is not None and self.packages:
+            facts["environment"]["packages"] = dict(self.packages)
+        return facts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,7 +269,7 @@ class ModelInfo:
                 for layer in self.manifest.layers
             ],
             "annotations": dict(self.manifest.annotations),
-            "lineage": lineage_mod.lineage_as_dict(self.lineage) if self.lineage else None,
+            "lineage": self.lineage_dict(),
         }
 
 
@@ -253,6 +281,7 @@ def inspect(
     repo, identifier = open_reference(stores, reference)
     descriptor, _, manifest = fetch_model_manifest(repo, identifier)
     found = find_version(repo, descriptor.digest) if with_version else None
+    lineage = read_lineage(repo, manifest)
     return ModelInfo(
         repository=repo.name,
         digest=descriptor.digest,
@@ -260,8 +289,9 @@ def inspect(
         size=sum(layer.size for layer in manifest.layers),
         manifest=manifest,
         version=found.version if found else None,
-        lineage=read_lineage(repo, manifest),
+        lineage=lineage,
         files=model_files(manifest),
+        packages=_packages(repo, manifest, lineage),
     )
 
 

@@ -103,6 +103,18 @@ def check_alias(alias: str, existing_tags: Iterable[str] = ()) -> str:
     return alias
 
 
+def check_aliases(repository: Repository, aliases: Sequence[str]) -> None:
+    """Refuse bad aliases before anything is pushed (the repository may not exist yet)."""
+    if not aliases:
+        return
+    try:
+        tags = repository.list_tags()
+    except NotFound:
+        tags = []
+    for alias in aliases:
+        check_alias(alias, tags)
+
+
 # ----- publishing a pushed manifest as a version ----------------------------------------------
 
 
@@ -136,9 +148,8 @@ def publish(
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
-        number = _claim_next_version(repository, manifest_bytes, media_type)
         created = created or now_utc()
-        _write_record(repository, model, number, created)
+        number = _claim_and_record(repository, model, manifest_bytes, created)
         published = Published(number, model.digest, created, existed=False)
     else:
         published = existing
@@ -192,6 +203,27 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     return None
 
 
+def _claim_and_record(repository: Repository, model: Descriptor, data: bytes, created: str) -> int:
+    """Claim the next free number, write the record, and confirm the claim still holds.
+
+    The confirmation, one read after the record write, catches a writer that stalled
+    between its own existence check and its tag write for longer than the settle
+    delay and so overwrote a claim that had already been verified: the overwritten
+    pusher claims the next number instead of reporting a version it lost.
+    """
+    for _ in range(_CLAIM_ATTEMPTS):
+        number = _claim_next_version(repository, data, model.media_type)
+        _write_record(repository, model, number, created)
+        current = repository.resolve(version_tag(number))
+        if current is not None and current.digest == model.digest:
+            return number
+    raise ConflictError(
+        f"{repository.name}: version claims for {model.digest} kept being overwritten",
+        "another writer keeps moving version tags; stop it, then run "
+        f"'modelreg versions {repository.name} --repair'",
+    )
+
+
 def _claim_next_version(repository: Repository, data: bytes, media_type: str) -> int:
     for attempt in range(_CLAIM_ATTEMPTS):
         numbers = [
@@ -207,17 +239,23 @@ def _claim_next_version(repository: Repository, data: bytes, media_type: str) ->
     )
 
 
-def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+def version_record(model: Descriptor, number: int, created: str) -> Manifest:
+    """The record saying ``model`` is version ``number`` (tag :func:`record_tag`). Pure data."""
     empty = empty_config_descriptor()
-    if not repository.has_blob(empty.digest):
-        repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
-    record = Manifest(
+    return Manifest(
         config=empty,
         layers=(Descriptor(EMPTY_JSON, empty.digest, empty.size),),
         annotations={ANNOTATION_VERSION: str(number), ANNOTATION_CREATED: created},
         artifact_type=VERSION_ARTIFACT,
         subject=Descriptor(model.media_type, model.digest, model.size),
     )
+
+
+def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+    empty = empty_config_descriptor()
+    if not repository.has_blob(empty.digest):
+        repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
+    record = version_record(model, number, created)
     repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [record_tag(model.digest)])
 
 
@@ -247,17 +285,26 @@ def repair_versions(repository: Repository) -> list[Published]:
     tags = repository.list_tags()
     anchored = {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
     versioned = set(_version_targets(repository).values())
-    repaired = []
-    for digest in sorted(anchored - versioned):
+    pending = []
+    for digest in anchored - versioned:
         descriptor, data = repository.fetch_manifest(digest)
-        manifest = Manifest.parse(data)
-        if manifest.artifact_type == VERSION_ARTIFACT:
+        if Manifest.parse(data).artifact_type == VERSION_ARTIFACT:
             continue
-        number = _claim_next_version(repository, data, descriptor.media_type)
-        created = now_utc()
-        _write_record(repository, descriptor, number, created)
+        pending.append((_recorded_time(repository, digest), digest, descriptor, data))
+    repaired = []
+    # oldest push first (a lost claim still has the record with its push time)
+    for recorded, digest, descriptor, data in sorted(pending, key=lambda p: (p[0] or "~", p[1])):
+        created = recorded or now_utc()
+        number = _claim_and_record(repository, descriptor, data, created)
         repaired.append(Published(number, digest, created, existed=False))
     return repaired
+
+
+def _recorded_time(repository: Repository, digest: str) -> str:
+    try:
+        return _read_record(repository, record_tag(digest))[1]
+    except (NotFound, IntegrityError):
+        return ""
 
 
 # ----- listing ----------------------------------------------------------------------------
@@ -306,12 +353,8 @@ def list_versions(
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
         descriptor, data = repository.fetch_manifest(version_tags[number])
         manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
-        created = ""
-        if record_tag(descriptor.digest) in tags:
-            try:
-                created = _read_record(repository, record_tag(descriptor.digest))[1]
-            except (NotFound, IntegrityError):
-                created = ""
+        has_record = record_tag(descriptor.digest) in tags
+        created = _recorded_time(repository, descriptor.digest) if has_record else ""
         return number, descriptor, manifest, created
 
     with ThreadPoolExecutor(_WORKERS) as pool:

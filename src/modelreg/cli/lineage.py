@@ -82,7 +82,7 @@ def lineage_command(
 ) -> None:
     """Which data, code, parameters and environment made this model."""
     info = api.inspect(reference, stores=settings.stores())
-    facts = lineage_mod.lineage_as_dict(info.lineage) if info.lineage else {}
+    facts = info.lineage_dict() or {}
     if as_json:
         emit_json({"reference": info.reference, "version": info.version, **facts})
         return
@@ -101,7 +101,10 @@ def _print_lineage(facts: dict[str, Any]) -> None:
                 say(f"  - {_inline(item)}")
         elif isinstance(value, dict):
             for key, item in value.items():
-                say(f"  {key}: {_inline(item)}")
+                if key == "packages" and isinstance(item, dict):
+                    say(f"  packages: {len(item)} (listed by --json)")
+                elif item not in (None, {}, [], ""):
+                    say(f"  {key}: {_inline(item)}")
         else:
             say(f"  {value}")
     if facts.get("description"):
