@@ -545,3 +545,8 @@ def test_bad_input_through_the_api_pushes_nothing(
     assert nothing_stored()
     # and the repository is fine afterwards
     assert api.push(model, target, capture=False, stores=stores).version == 1
+
+
+def test_help_shows_reference_and_data_syntax_literally(cli: Cli) -> None:
+    assert "URI[@VERSION]" in cli("push", "--help").stdout
+    assert "REPO[:TAG][@DIGEST]" in cli("pull", "--help").stdout
