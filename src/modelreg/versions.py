@@ -4,19 +4,25 @@ Tags a pushed model gets, in this order:
 
 1. ``sha256-<hex>`` — the anchor: written first, it keeps every pushed digest
    reachable (and out of registry garbage collection) whatever happens next;
-2. ``vN`` — the version, claimed with ``Repository.claim_tag``: create-if-absent,
-   exact on the local store; on a registry (no compare-and-swap) claim, wait a
-   settle delay, read back, and move on to N+1 if another pusher won;
+2. ``vN`` — the version, claimed with ``Repository.claim_tag`` for N = highest
+   version tag + 1: create-if-absent, exact on the local store (under the
+   repository's flock); on a registry (no compare-and-swap) check that the tag
+   is absent, write it, wait a settle delay (``RegistryOptions.settle``, 0.3-0.6 s,
+   ``MODELREG_SETTLE``), read it back, and move on to N+1 if another pusher won;
 3. ``sha256-<hex>.version`` — the version record: a small artifact whose
    ``subject`` is the model, holding N and the push time. Its presence means
-   the push finished; pushing the same digest again reads it and reports N.
+   the push finished; pushing the same digest again reads it and reports N;
+4. a last read of ``vN``: if it no longer names this digest, a stalled writer
+   overwrote the claim after it was verified, and the push claims the next
+   number (and rewrites its record) instead of reporting a version it lost.
 
 A version tag is never moved or reused by modelreg. The limit of a registry
-without compare-and-swap: a pusher that stalls for longer than the settle
-delay between its check and its tag write can still overwrite a claim. Even
-then nothing is lost — the anchor keeps the overwritten digest reachable and
-``repair_versions`` (run by ``modelreg versions --repair``) gives every
-anchored digest without a version the next free number.
+without compare-and-swap: a pusher that stalls between its existence check and
+its tag write for longer than another pusher's settle delay, record write and
+final read can still overwrite that pusher's version, which then names the
+stalled pusher's model. Even then nothing is lost: the anchor keeps the
+overwritten digest reachable, and ``repair_versions`` (``modelreg versions
+--repair``) or simply pushing that model again gives it the next free number.
 """
 
 from __future__ import annotations
