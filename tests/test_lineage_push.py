@@ -233,6 +233,26 @@ def test_cli_push_records_the_whole_lineage(
     assert (again["version"], again["digest"], again["existed"]) == (1, pushed["digest"], True)
 
 
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("params.json", '{"lr": 0.01, "opt": {"name": "adam"}, "layers": [64, 32]}'),
+        ("params.yaml", "lr: 0.01\nopt:\n  name: adam\nlayers: [64, 32]\n"),
+        ("params.toml", 'lr = 0.01\nlayers = [64, 32]\n[opt]\nname = "adam"\n'),
+    ],
+)
+def test_params_files_of_every_format_with_overrides(
+    target: str, cli: Cli, tmp_path: Path, name: str, text: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    model = str(small_model(tmp_path / "model"))
+    args = ["--params", str(tmp_path / name), "-p", "opt.name=sgd", "-p", "warmup=true"]
+    result = cli("push", model, target, "--no-capture", *args)
+    assert result.returncode == 0, result.stderr
+    params = json.loads(cli("lineage", target, "--json").stdout)["params"]
+    assert params == {"lr": 0.01, "opt": {"name": "sgd"}, "layers": [64, 32], "warmup": True}
+
+
 def test_every_kind_of_change_is_a_new_version_and_diff_names_it(
     target: str,
     cli: Cli,

@@ -419,3 +419,17 @@ def test_alias_tags_on_push_and_later(
         api.tag(f"{target}@{first.digest}", "v1", stores=stores)
     # the same alias on the same model again is fine
     assert api.tag(f"{target}:v1", "v1.2.0-bert-large", stores=stores) == first.digest
+
+
+def test_copy_refuses_a_bad_alias_before_copying(
+    target: str, tmp_path: Path, stores: Stores, home: Path
+) -> None:
+    pushed = api.push(tiny_model(tmp_path / "m", "m"), target, capture=False, stores=stores)
+    destination = unique_repo("copy")
+    for alias in ("v2", "archived"):
+        with pytest.raises(InvalidInput):
+            api.copy(pushed.reference, f"{destination}:{alias}", stores=stores)
+    assert not (home / "oci" / destination).exists()
+    name, digest = api.copy(pushed.reference, f"{destination}:imported", stores=stores)
+    rows = api.versions(name, stores=stores)
+    assert [(r.version, r.digest, r.aliases) for r in rows] == [(1, digest, ("imported",))]

@@ -352,9 +352,10 @@ def copy(
     dst_repo = stores.repository(dst)
     if dst.digest:
         raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
+    tags = (dst.tag,) if dst.tag else ()
+    check_aliases(dst_repo, tags)
     descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
-    tags = (dst.tag,) if dst.tag else ()
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
     return dst_repo.name, descriptor.digest
 
