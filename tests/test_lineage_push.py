@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import test_lineage
 from conftest import Cli
 from oci_state import raw_tags
 from test_lineage import git
@@ -49,19 +50,15 @@ def small_model(root: Path, weights: str = "weights") -> Path:
     return root
 
 
+git_repo = test_lineage.repo  # the fixture: a committed work tree with outputs/ ignored
+
+
 @pytest.fixture
-def code(tmp_path: Path) -> Path:
+def code(git_repo: Path) -> Path:
     """A git work tree on a branch, with a remote whose URL carries credentials."""
-    path = tmp_path / "code"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    (path / "train.py").write_text("print('train')\n")
-    (path / ".gitignore").write_text("outputs/\n")
-    git(path, "add", ".")
-    git(path, "commit", "-q", "-m", "first")
-    git(path, "checkout", "-q", "-b", "exp/lr-sweep")
-    git(path, "remote", "add", "origin", "https://alice:s3cret@git.example.com/ml/fraud.git")
-    return path
+    git(git_repo, "checkout", "-q", "-b", "exp/lr-sweep")
+    git(git_repo, "remote", "add", "origin", "https://alice:s3cret@git.example.com/ml/fraud.git")
+    return git_repo
 
 
 @pytest.fixture
