@@ -470,7 +470,7 @@ def test_show_and_lineage_answer_in_text(
     assert {"  weights.bin", "  config.json", "data:", "code:", "params:", "metrics:"} <= set(shown)
     assert f"  - uri={data}, digest={sha256(data.read_bytes())}" in shown
     assert "  branch: exp/lr-sweep" in shown
-    assert any(line.startswith("  packages: ") for line in shown)
+    assert len(shown) < 60  # the freeze list is for --json, not the terminal
 
     for reference in (target, f"{target}:v1", f"{target}:bert-base", pushed.reference):
         answer = cli("lineage", reference)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def push(
             "annotations": annotations is not None,
             "description": description is not None,
         }
-        lineage = replace(lineage, **{k: getattr(given, k) for k, on in explicit.items() if on})
+        lineage = lineage_mod.with_fields(lineage, given, [k for k, on in explicit.items() if on])
     meta: list[LayerPlan] = []
 
     def store_blob(name: str, content: bytes) -> str:

@@ -15,7 +15,7 @@ app = typer.Typer(
     help="A model registry on any OCI registry: push, version, promote and resolve models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help texts show [:TAG][@DIGEST] literally
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -72,7 +72,10 @@ def show(
     say("files:")
     for name in info.files:
         say(f"  {name}")
-    _print_lineage(data["lineage"] or {})
+    facts = data["lineage"] or {}
+    if facts.get("environment"):
+        facts["environment"].pop("packages", None)  # hundreds of lines: --json lists them
+    _print_lineage(facts)
 
 
 @app.command(name="lineage")
@@ -82,7 +85,7 @@ def lineage_command(
 ) -> None:
     """Which data, code, parameters and environment made this model."""
     info = api.inspect(reference, stores=settings.stores())
-    facts = info.lineage_dict() or {}
+    facts = lineage_mod.lineage_as_dict(info.lineage) if info.lineage else {}
     if as_json:
         emit_json({"reference": info.reference, "version": info.version, **facts})
         return
@@ -101,10 +104,7 @@ def _print_lineage(facts: dict[str, Any]) -> None:
                 say(f"  - {_inline(item)}")
         elif isinstance(value, dict):
             for key, item in value.items():
-                if key == "packages" and isinstance(item, dict):
-                    say(f"  packages: {len(item)} (listed by --json)")
-                elif item not in (None, {}, [], ""):
-                    say(f"  {key}: {_inline(item)}")
+                say(f"  {key}: {_inline(item)}")
         else:
             say(f"  {value}")
     if facts.get("description"):
