@@ -66,10 +66,10 @@ class RegistryOptions:
         )
         if ca:
             values["ca_cert"] = ca
-        if env.get("MODELREG_SETTLE"):
-            values["settle"] = _positive_float(env["MODELREG_SETTLE"], "MODELREG_SETTLE")
         if env.get("MODELREG_PLAIN_HTTP"):
             values["plain_http"] = env["MODELREG_PLAIN_HTTP"].lower() in ("1", "true", "yes")
+        if env.get("MODELREG_SETTLE"):
+            values["settle"] = _positive_float(env["MODELREG_SETTLE"], "MODELREG_SETTLE")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
