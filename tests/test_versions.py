@@ -118,7 +118,9 @@ def test_eight_concurrent_pushes_get_versions_one_to_eight(
     assert {anchor_tag(r["digest"]) for r in results} <= tags
     assert {record_tag(r["digest"]) for r in results} <= tags
 
-    listed = json.loads(cli("versions", target, "--json").stdout)
+    result = cli("versions", target, "--json")
+    assert "without a version" not in result.stderr
+    listed = json.loads(result.stdout)
     assert [row["version"] for row in listed] == list(range(1, 9))
     by_version = {r["version"]: r["digest"] for r in results}
     assert {row["version"]: row["digest"] for row in listed} == by_version
@@ -146,20 +148,25 @@ def test_a_lost_claim_gets_the_next_number(
     repository = stores.repository(parse_reference(target))
     _, data_a = repository.fetch_manifest(first.digest)
     _overwrite_tag(target, "v2", data_a, stores)
-    listed = json.loads(cli("versions", target, "--json").stdout)
+    result = cli("versions", target, "--json")
+    listed = json.loads(result.stdout)
     assert [(r["version"], r["digest"]) for r in listed] == [(1, first.digest), (2, first.digest)]
     assert find_version(repository, second.digest) is None  # lost, but anchored
+    assert f"1 pushed model(s) without a version tag ({second.digest})" in result.stderr
 
     if heal == "repair":
         result = cli("versions", target, "--repair")
         assert result.returncode == 0, result.stderr
         assert f"repaired: {second.digest} is now v3" in result.stdout
-        again = cli("versions", target, "--repair")
-        assert "repaired" not in again.stdout
+        again = cli("versions", target, "--repair", "--json")
+        assert "repaired" not in again.stdout + again.stderr
+        assert len(json.loads(again.stdout)) == 3
     else:
         pushed = api.push(model_b, target, capture=False, stores=stores)
         assert (pushed.version, pushed.digest, pushed.existed) == (3, second.digest, False)
-    listed = json.loads(cli("versions", target, "--json").stdout)
+    result = cli("versions", target, "--json")
+    assert "without a version" not in result.stderr
+    listed = json.loads(result.stdout)
     assert [(r["version"], r["digest"]) for r in listed] == [
         (1, first.digest),
         (2, first.digest),

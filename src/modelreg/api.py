@@ -46,6 +46,7 @@ from .versions import (
     stage_names,
     tag_alias,
 )
+from .versions import unversioned as unversioned_digests
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -112,8 +113,8 @@ def push(
     kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
     recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
     ``packages``, its freeze list); the keyword fields above, when given, still
-    override that lineage's fields one by one. Everything is checked before the
-    first byte is sent. Pushing the same files with the same lineage again reports
+    override that lineage's fields one by one. Bad input (lineage, annotations too
+    large for a manifest, aliases) is refused before anything is written. Pushing the same files with the same lineage again reports
     the existing version.
     """
     stores = stores or Stores()
@@ -442,6 +443,14 @@ def _packages(repository: Repository, manifest: Manifest, lineage: Lineage) -> d
         if sep:
             found[name] = version
     return found
+
+
+def unversioned(
+    repository: str | Reference, listed: Sequence[VersionInfo], *, stores: Stores | None = None
+) -> list[str]:
+    """Pushed digests that none of ``listed`` (all versions) names: in flight, or a lost claim."""
+    stores = stores or Stores()
+    return unversioned_digests(stores.repository(_reference(repository)), listed)
 
 
 def repair(repository: str | Reference, *, stores: Stores | None = None) -> list[Published]:

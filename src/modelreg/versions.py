@@ -286,10 +286,24 @@ def _version_targets(repository: Repository) -> dict[int, str]:
     return {n: d.digest for n, d in resolved.items() if d is not None}
 
 
+def anchored_digests(tags: Iterable[str]) -> set[str]:
+    """The digests that anchor tags (``sha256-<hex>``) keep: every model ever published here."""
+    return {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
+
+
+def unversioned(repository: Repository, listed: Iterable[VersionInfo]) -> list[str]:
+    """Anchored digests that no version in ``listed`` (every version) names.
+
+    A push still in flight, or a claim lost to a stalled writer, which
+    :func:`repair_versions` numbers. Costs one tag listing.
+    """
+    known = {info.digest for info in listed}
+    return sorted(anchored_digests(repository.list_tags()) - known)
+
+
 def repair_versions(repository: Repository) -> list[Published]:
     """Give every anchored digest that has no version tag the next free number."""
-    tags = repository.list_tags()
-    anchored = {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
+    anchored = anchored_digests(repository.list_tags())
     versioned = set(_version_targets(repository).values())
     pending = []
     for digest in anchored - versioned:
