@@ -114,8 +114,8 @@ def push(
     recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
     ``packages``, its freeze list); the keyword fields above, when given, still
     override that lineage's fields one by one. Bad input (lineage, annotations too
-    large for a manifest, aliases) is refused before anything is written. Pushing the same files with the same lineage again reports
-    the existing version.
+    large for a manifest, aliases) is refused before anything is written. Pushing
+    the same files with the same lineage again reports the existing version.
     """
     stores = stores or Stores()
     target = _reference(repository)
