@@ -10,7 +10,7 @@ import typer
 from .. import api
 from .. import lineage as lineage_mod
 from ._app import app, settings
-from ._output import emit_json, human_size, note, say
+from ._output import emit_json, human_size, say
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -31,14 +31,16 @@ def versions(
     stores = settings.stores()
     if repair:
         for fixed in api.repair(repository, stores=stores):
-            (note if as_json else say)(f"repaired: {fixed.digest} is now v{fixed.version}")
+            # stderr under --json, so that stdout stays one JSON document
+            typer.echo(f"repaired: {fixed.digest} is now v{fixed.version}", err=as_json)
     found = api.versions(repository, where=where or [], stores=stores)
     missing = [] if where else api.unversioned(repository, found, stores=stores)
     if missing:
-        note(
+        typer.echo(
             f"note: {len(missing)} pushed model(s) without a version tag ({missing[0]}"
             f"{', …' if len(missing) > 1 else ''}): a push in flight, or a lost claim that "
-            f"'modelreg versions {repository} --repair' numbers"
+            f"'modelreg versions {repository} --repair' numbers",
+            err=True,
         )
     rows = []
     for info in found:
