@@ -46,6 +46,7 @@ from .versions import (
     DEFAULT_STAGES,
     Published,
     VersionInfo,
+    check_aliases,
     find_version,
     is_internal_tag,
     list_versions,
@@ -56,6 +57,7 @@ from .versions import (
     stage_names,
     tag_alias,
 )
+from .versions import unversioned as unversioned_digests
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -118,9 +120,13 @@ def push(
     """Push a model file or directory with its lineage; returns its version and digest.
 
     With ``capture`` (the default) the code (git at ``code_dir``) and the
-    environment are recorded automatically; every field can be given explicitly
-    instead. Pushing the same files with the same lineage again reports the
-    existing version.
+    environment are recorded automatically; ``data`` (paths are digested, URIs
+    kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
+    recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
+    ``packages``, its freeze list); the keyword fields above, when given, still
+    override that lineage's fields one by one. Bad input (lineage, annotations too
+    large for a manifest, aliases) is refused before anything is written. Pushing
+    the same files with the same lineage again reports the existing version.
     """
     stores = stores or Stores()
     target = _reference(repository)
@@ -129,19 +135,33 @@ def push(
             f"cannot push to a digest reference {target}",
             "push to a repository name; the digest is computed from the content",
         )
+    repo = stores.repository(target)
+    aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
+    check_aliases(repo, aliases)
     cache = digest_cache(stores)
+    given, captured = lineage_mod.capture_lineage(
+        code_dir=Path(code_dir) if (capture and code_dir is not None and lineage is None) else None,
+        data=data,
+        params=params,
+        metrics=metrics,
+        annotations=annotations,
+        description=description,
+        capture_env=capture and lineage is None,
+        file_sha256=lambda p: cache.file_sha256(p),
+    )
     if lineage is None:
-        lineage, captured = lineage_mod.capture_lineage(
-            code_dir=Path(code_dir) if (capture and code_dir is not None) else None,
-            data=data,
-            params=params,
-            metrics=metrics,
-            annotations=annotations,
-            description=description,
-            capture_env=capture,
-            file_sha256=lambda p: cache.file_sha256(p),
-        )
+        lineage = given
         packages = packages if packages is not None else captured
+    else:
+        # a full lineage given: the explicit keyword fields still override its fields
+        explicit = {
+            "data": bool(data),
+            "params": params is not None,
+            "metrics": metrics is not None,
+            "annotations": annotations is not None,
+            "description": description is not None,
+        }
+        lineage = lineage_mod.with_fields(lineage, given, [k for k, on in explicit.items() if on])
     meta: list[LayerPlan] = []
 
     def store_blob(name: str, content: bytes) -> str:
@@ -150,8 +170,6 @@ def push(
         return digest
 
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
-    repo = stores.repository(target)
-    aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
     pushed = push_model(
         repo,
         Path(path),
@@ -257,10 +275,21 @@ class ModelInfo:
     tags: tuple[str, ...] = ()
     lineage: Lineage | None = None
     files: Mapping[str, str] = field(default_factory=dict)
+    packages: Mapping[str, str] = field(default_factory=dict)
+    """The environment's freeze list (name → version), read from its blob."""
 
     @property
     def reference(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+    def lineage_dict(self) -> dict[str, Any] | None:
+        """The lineage as JSON data, with the freeze list under environment.packages."""
+        if self.lineage is None:
+            return None
+        facts = lineage_mod.lineage_as_dict(self.lineage)
+        if facts["environment"] is not None and self.packages:
+            facts["environment"]["packages"] = dict(self.packages)
+        return facts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,7 +311,7 @@ class ModelInfo:
                 for layer in self.manifest.layers
             ],
             "annotations": dict(self.manifest.annotations),
-            "lineage": lineage_mod.lineage_as_dict(self.lineage) if self.lineage else None,
+            "lineage": self.lineage_dict(),
         }
 
 
@@ -298,6 +327,7 @@ def inspect(
     repo, identifier = open_reference(stores, reference, trust)
     descriptor, _, manifest = fetch_model_manifest(repo, identifier)
     found = find_version(repo, descriptor.digest) if with_version else None
+    lineage = read_lineage(repo, manifest)
     return ModelInfo(
         repository=repo.name,
         digest=descriptor.digest,
@@ -305,8 +335,9 @@ def inspect(
         size=sum(layer.size for layer in manifest.layers),
         manifest=manifest,
         version=found.version if found else None,
-        lineage=read_lineage(repo, manifest),
+        lineage=lineage,
         files=model_files(manifest),
+        packages=_packages(repo, manifest, lineage),
     )
 
 
@@ -367,9 +398,10 @@ def copy(
     dst_repo = stores.repository(dst)
     if dst.digest:
         raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
+    tags = (dst.tag,) if dst.tag else ()
+    check_aliases(dst_repo, tags)
     descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
-    tags = (dst.tag,) if dst.tag else ()
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
     return dst_repo.name, descriptor.digest
 
@@ -520,6 +552,14 @@ def _packages(repository: Repository, manifest: Manifest, lineage: Lineage) -> d
         if sep:
             found[name] = version
     return found
+
+
+def unversioned(
+    repository: str | Reference, listed: Sequence[VersionInfo], *, stores: Stores | None = None
+) -> list[str]:
+    """Pushed digests that none of ``listed`` (all versions) names: in flight, or a lost claim."""
+    stores = stores or Stores()
+    return unversioned_digests(stores.repository(_reference(repository)), listed)
 
 
 def repair(repository: str | Reference, *, stores: Stores | None = None) -> list[Published]:

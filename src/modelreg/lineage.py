@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import enum
 import hashlib
@@ -114,6 +115,7 @@ __all__ = [
     "parse_where",
     "sha256_file",
     "to_annotations",
+    "with_fields",
 ]
 
 SCHEMA_VERSION: Final = "1"
@@ -1236,6 +1238,11 @@ def capture_lineage(
         description=description,
     )
     return lineage, packages
+
+
+def with_fields(base: Lineage, source: Lineage, names: Sequence[str]) -> Lineage:
+    """``base`` with the fields ``names`` taken from ``source`` (per-field overrides)."""
+    return dataclasses.replace(base, **{name: getattr(source, name) for name in names})
 
 
 def _no_blobs(name: str, data: bytes) -> str:

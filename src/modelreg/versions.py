@@ -4,19 +4,25 @@ Tags a pushed model gets, in this order:
 
 1. ``sha256-<hex>`` — the anchor: written first, it keeps every pushed digest
    reachable (and out of registry garbage collection) whatever happens next;
-2. ``vN`` — the version, claimed with ``Repository.claim_tag``: create-if-absent,
-   exact on the local store; on a registry (no compare-and-swap) claim, wait a
-   settle delay, read back, and move on to N+1 if another pusher won;
+2. ``vN`` — the version, claimed with ``Repository.claim_tag`` for N = highest
+   version tag + 1: create-if-absent, exact on the local store (under the
+   repository's flock); on a registry (no compare-and-swap) check that the tag
+   is absent, write it, wait a settle delay (``RegistryOptions.settle``, 0.3-0.6 s,
+   ``MODELREG_SETTLE``), read it back, and move on to N+1 if another pusher won;
 3. ``sha256-<hex>.version`` — the version record: a small artifact whose
    ``subject`` is the model, holding N and the push time. Its presence means
-   the push finished; pushing the same digest again reads it and reports N.
+   the push finished; pushing the same digest again reads it and reports N;
+4. a last read of ``vN``: if it no longer names this digest, a stalled writer
+   overwrote the claim after it was verified, and the push claims the next
+   number (and rewrites its record) instead of reporting a version it lost.
 
 A version tag is never moved or reused by modelreg. The limit of a registry
-without compare-and-swap: a pusher that stalls for longer than the settle
-delay between its check and its tag write can still overwrite a claim. Even
-then nothing is lost — the anchor keeps the overwritten digest reachable and
-``repair_versions`` (run by ``modelreg versions --repair``) gives every
-anchored digest without a version the next free number.
+without compare-and-swap: a pusher that stalls between its existence check and
+its tag write for longer than another pusher's settle delay, record write and
+final read can still overwrite that pusher's version, which then names the
+stalled pusher's model. Even then nothing is lost: the anchor keeps the
+overwritten digest reachable, and ``repair_versions`` (``modelreg versions
+--repair``) or simply pushing that model again gives it the next free number.
 """
 
 from __future__ import annotations
@@ -107,6 +113,18 @@ def check_alias(alias: str, existing_tags: Iterable[str] = ()) -> str:
     return alias
 
 
+def check_aliases(repository: Repository, aliases: Sequence[str]) -> None:
+    """Refuse bad aliases before anything is pushed (the repository may not exist yet)."""
+    if not aliases:
+        return
+    try:
+        tags = repository.list_tags()
+    except NotFound:
+        tags = []
+    for alias in aliases:
+        check_alias(alias, tags)
+
+
 # ----- publishing a pushed manifest as a version ----------------------------------------------
 
 
@@ -140,9 +158,8 @@ def publish(
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
-        number = _claim_next_version(repository, manifest_bytes, media_type)
         created = created or now_utc()
-        _write_record(repository, model, number, created)
+        number = _claim_and_record(repository, model, manifest_bytes, created)
         published = Published(number, model.digest, created, existed=False)
     else:
         published = existing
@@ -196,6 +213,27 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     return None
 
 
+def _claim_and_record(repository: Repository, model: Descriptor, data: bytes, created: str) -> int:
+    """Claim the next free number, write the record, and confirm the claim still holds.
+
+    The confirmation, one read after the record write, catches a writer that stalled
+    between its own existence check and its tag write for longer than the settle
+    delay and so overwrote a claim that had already been verified: the overwritten
+    pusher claims the next number instead of reporting a version it lost.
+    """
+    for _ in range(_CLAIM_ATTEMPTS):
+        number = _claim_next_version(repository, data, model.media_type)
+        _write_record(repository, model, number, created)
+        current = repository.resolve(version_tag(number))
+        if current is not None and current.digest == model.digest:
+            return number
+    raise ConflictError(
+        f"{repository.name}: version claims for {model.digest} kept being overwritten",
+        "another writer keeps moving version tags; stop it, then run "
+        f"'modelreg versions {repository.name} --repair'",
+    )
+
+
 def _claim_next_version(repository: Repository, data: bytes, media_type: str) -> int:
     for attempt in range(_CLAIM_ATTEMPTS):
         numbers = [
@@ -211,17 +249,23 @@ def _claim_next_version(repository: Repository, data: bytes, media_type: str) ->
     )
 
 
-def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+def version_record(model: Descriptor, number: int, created: str) -> Manifest:
+    """The record saying ``model`` is version ``number`` (tag :func:`record_tag`). Pure data."""
     empty = empty_config_descriptor()
-    if not repository.has_blob(empty.digest):
-        repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
-    record = Manifest(
+    return Manifest(
         config=empty,
         layers=(Descriptor(EMPTY_JSON, empty.digest, empty.size),),
         annotations={ANNOTATION_VERSION: str(number), ANNOTATION_CREATED: created},
         artifact_type=VERSION_ARTIFACT,
         subject=Descriptor(model.media_type, model.digest, model.size),
     )
+
+
+def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+    empty = empty_config_descriptor()
+    if not repository.has_blob(empty.digest):
+        repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
+    record = version_record(model, number, created)
     repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [record_tag(model.digest)])
 
 
@@ -246,22 +290,45 @@ def _version_targets(repository: Repository) -> dict[int, str]:
     return {n: d.digest for n, d in resolved.items() if d is not None}
 
 
+def anchored_digests(tags: Iterable[str]) -> set[str]:
+    """The digests that anchor tags (``sha256-<hex>``) keep: every model ever published here."""
+    return {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
+
+
+def unversioned(repository: Repository, listed: Iterable[VersionInfo]) -> list[str]:
+    """Anchored digests that no version in ``listed`` (every version) names.
+
+    A push still in flight, or a claim lost to a stalled writer, which
+    :func:`repair_versions` numbers. Costs one tag listing.
+    """
+    known = {info.digest for info in listed}
+    return sorted(anchored_digests(repository.list_tags()) - known)
+
+
 def repair_versions(repository: Repository) -> list[Published]:
     """Give every anchored digest that has no version tag the next free number."""
-    tags = repository.list_tags()
-    anchored = {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
+    anchored = anchored_digests(repository.list_tags())
     versioned = set(_version_targets(repository).values())
-    repaired = []
-    for digest in sorted(anchored - versioned):
+    pending = []
+    for digest in anchored - versioned:
         descriptor, data = repository.fetch_manifest(digest)
-        manifest = Manifest.parse(data)
-        if manifest.artifact_type == VERSION_ARTIFACT:
+        if Manifest.parse(data).artifact_type == VERSION_ARTIFACT:
             continue
-        number = _claim_next_version(repository, data, descriptor.media_type)
-        created = now_utc()
-        _write_record(repository, descriptor, number, created)
+        pending.append((_recorded_time(repository, digest), digest, descriptor, data))
+    repaired = []
+    # oldest push first (a lost claim still has the record with its push time)
+    for recorded, digest, descriptor, data in sorted(pending, key=lambda p: (p[0] or "~", p[1])):
+        created = recorded or now_utc()
+        number = _claim_and_record(repository, descriptor, data, created)
         repaired.append(Published(number, digest, created, existed=False))
     return repaired
+
+
+def _recorded_time(repository: Repository, digest: str) -> str:
+    try:
+        return _read_record(repository, record_tag(digest))[1]
+    except (NotFound, IntegrityError):
+        return ""
 
 
 # ----- listing ----------------------------------------------------------------------------
@@ -310,12 +377,8 @@ def list_versions(
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
         descriptor, data = repository.fetch_manifest(version_tags[number])
         manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
-        created = ""
-        if record_tag(descriptor.digest) in tags:
-            try:
-                created = _read_record(repository, record_tag(descriptor.digest))[1]
-            except (NotFound, IntegrityError):
-                created = ""
+        has_record = record_tag(descriptor.digest) in tags
+        created = _recorded_time(repository, descriptor.digest) if has_record else ""
         return number, descriptor, manifest, created
 
     with ThreadPoolExecutor(_WORKERS) as pool:

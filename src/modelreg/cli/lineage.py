@@ -31,8 +31,17 @@ def versions(
     stores = settings.stores()
     if repair:
         for fixed in api.repair(repository, stores=stores):
-            say(f"repaired: {fixed.digest} is now v{fixed.version}")
+            # stderr under --json, so that stdout stays one JSON document
+            typer.echo(f"repaired: {fixed.digest} is now v{fixed.version}", err=as_json)
     found = api.versions(repository, where=where or [], stores=stores)
+    missing = [] if where else api.unversioned(repository, found, stores=stores)
+    if missing:
+        typer.echo(
+            f"note: {len(missing)} pushed model(s) without a version tag ({missing[0]}"
+            f"{', …' if len(missing) > 1 else ''}): a push in flight, or a lost claim that "
+            f"'modelreg versions {repository} --repair' numbers",
+            err=True,
+        )
     rows = []
     for info in found:
         row = info.to_dict()
@@ -74,7 +83,10 @@ def show(
     say("files:")
     for name in info.files:
         say(f"  {name}")
-    _print_lineage(data["lineage"] or {})
+    facts = data["lineage"] or {}
+    if facts.get("environment"):
+        facts["environment"].pop("packages", None)  # hundreds of lines: --json lists them
+    _print_lineage(facts)
 
 
 @app.command(name="lineage")

@@ -309,7 +309,11 @@ class RemoteRepository:
     def list_tags(self) -> list[str]:
         tags: list[str] = []
         path: str | None = self._path(f"tags/list?n={TAG_PAGE}")
+        seen: set[str] = set()
         while path:
+            if path in seen:
+                raise IntegrityError(f"{self.name}: the tag list's next-page links loop")
+            seen.add(path)
             response = self.transport.request("GET", path, scope=self._pull)
             with contextlib.closing(response):
                 if response.status_code != 200:
@@ -417,8 +421,16 @@ def _with_query(url: str, **params: str) -> str:
 
 
 def _next_link(response: requests.Response) -> str | None:
+    """The next page of a paginated list (``Link: <…>; rel="next"``), on the same registry."""
     link = response.links.get("next", {}).get("url")
-    return link or None
+    if not link:
+        return None
+    here = urllib.parse.urlsplit(response.url)
+    there = urllib.parse.urlsplit(urllib.parse.urljoin(response.url, link))
+    if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+        # credentials for this registry must never follow a link to another host
+        raise IntegrityError(f"the registry's tag list links to another host: {link}")
+    return urllib.parse.urlunsplit(("", "", there.path, there.query, ""))
 
 
 def _registry_errors(response: requests.Response) -> tuple[set[str], str]:

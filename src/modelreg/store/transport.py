@@ -78,6 +78,8 @@ class RegistryOptions:
             )
         if env.get("MODELREG_PLAIN_HTTP"):
             values["plain_http"] = env["MODELREG_PLAIN_HTTP"].lower() in ("1", "true", "yes")
+        if env.get("MODELREG_SETTLE"):
+            values["settle"] = _positive_float(env["MODELREG_SETTLE"], "MODELREG_SETTLE")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
