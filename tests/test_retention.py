@@ -37,6 +37,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+NEWEST = "the newest version (keeps version numbers from being reused)"
+
+
 def key(keys: Path, name: str) -> SigningKey:
     return load_signing_key(keys / f"{name}.key")
 
@@ -102,7 +105,7 @@ def test_stage_holders_and_recent_production_are_kept(
     assert "holds archived" in why[(2,)]
     assert "holds production" in why[(3,)]
     assert "holds staging" in why[(4,)]
-    assert why[(5,)] == ("one of the newest 1",)
+    assert why[(5,)] == (NEWEST, "one of the newest 1")
     assert today.plan.verified
 
     later = now_utc() + 60 * DAY
@@ -177,7 +180,7 @@ def test_a_proposal_awaiting_approval_keeps_its_model_and_stale_ones_go(
     api.promote(f"{target}:v1", "production", alice, policy=policy, stores=stores)  # pending
     report = api.gc(target, RetentionRules(keep_last=0), dry_run=True, policy=policy, stores=stores)
     assert "proposed for production, awaiting approval" in reasons(report)[(1,)]
-    assert removed(report) == [(2,), (3,), (4,)]
+    assert removed(report) == [(2,), (3,)]  # v4, the newest, always stays
 
     for number in (1, 2, 3):  # each move: a proposal, then the approval that commits it
         if number > 1:
@@ -388,8 +391,9 @@ def test_a_stage_tag_and_chain_that_disagree_keep_both(
     _, data = repo.fetch_manifest(v2)
     repo.push_manifest(data, IMAGE_MANIFEST, ["production"])  # moved without a record
     report = api.gc(target, RetentionRules(keep_last=0), dry_run=True, stores=stores)
-    assert removed(report) == [(3,)]
+    assert removed(report) == []
     why = reasons(report)
+    assert why[(3,)] == (NEWEST,)  # the newest version always stays
     assert why[(1,)][0] == "holds production by its signed chain (the tag points elsewhere)"
     assert why[(2,)] == ("the production tag points at it (its signed chain names another)",)
 
@@ -412,7 +416,7 @@ def test_cli_gc_with_a_policy_file(cli: Cli, stores: Stores, tmp_path: Path) -> 
     overridden = cli("gc", target, "--policy-file", str(policy), "--keep-last", "3")
     assert overridden.returncode == 0, overridden.stderr
     assert overridden.stdout.startswith(f"removed 1 version of {target} (v1), freeing ")
-    assert "kept v4: one of the newest 3" in overridden.stdout
+    assert f"kept v4: {NEWEST}; one of the newest 3" in overridden.stdout
     assert [v.version for v in api.versions(target, stores=stores)] == [2, 3, 4]
 
 
@@ -441,3 +445,16 @@ def test_gc_needs_a_rule_and_a_repository(cli: Cli) -> None:
     assert "hint:" in result.stderr
     with pytest.raises(InvalidInput, match="whole repository"):
         api.gc("fraud:v1", RetentionRules(keep_last=1))
+
+
+def test_gc_never_lets_a_version_number_be_reused(
+    stores: Stores, target: str, tmp_path: Path
+) -> None:
+    digests = [push(stores, target, tmp_path, os.urandom(64)) for _ in range(2)]
+    api.gc(target, RetentionRules(keep_last=0), stores=stores)
+    assert [v.version for v in api.versions(target, stores=stores)] == [2]
+    model = tmp_path / "after-gc"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"new")
+    pushed = api.push(model, target, capture=False, stores=stores)
+    assert pushed.version == 3 and pushed.digest not in digests

@@ -357,6 +357,10 @@ def plan(snapshot: Snapshot, rules: RetentionRules, now: datetime | None = None)
         numbers = tuple(sorted(by_digest[digest]))
         created = _created(snapshot, digest, numbers)
         reasons = list(protected.get(digest, ()))
+        if rank == 0:
+            # version numbers come from the tags that exist: deleting the newest would let
+            # the next push reuse its number
+            reasons.append("the newest version (keeps version numbers from being reused)")
         if rules.keep_last is not None and rank < rules.keep_last:
             reasons.append(f"one of the newest {rules.keep_last}")
         if rules.older_than is not None:
