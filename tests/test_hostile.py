@@ -299,6 +299,19 @@ def test_lying_or_malformed_manifest_is_refused(
     assert not any(path.startswith("/v2/ml/hostile/blobs/") for _, path in hostile.hits)
 
 
+def test_text_that_is_not_unicode_is_refused_not_a_crash(
+    hostile: HostileRegistry, tmp_path: Path
+) -> None:
+    """A lone surrogate is a valid JSON escape but not text: printing it crashed inspect."""
+    body = json.loads(manifest_bytes())
+    body["annotations"] = {"org.opencontainers.image.description": "\ud800"}
+    honest_model(hostile)
+    digest = hostile.add_manifest(REPO, json.dumps(body).encode())
+    for command in (["inspect"], ["inspect", "--json"]):
+        run = run_cli(*command, f"{hostile.host}/{REPO}@{digest}", cwd=tmp_path)
+        assert_refused(run, 6, "not valid Unicode")
+
+
 def gzip_forever() -> Iterator[bytes]:
     """A gzip stream of zeros that never ends: about 1 KiB per decoded MiB.
 
