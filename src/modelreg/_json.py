@@ -17,9 +17,9 @@ def canonical_json(value: Any) -> bytes:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
-        return text.encode("utf-8")
-    except ValueError as exc:  # includes UnicodeEncodeError: a lone surrogate
+    except ValueError as exc:
         raise IntegrityError(f"value cannot be written as JSON: {exc}") from None
+    return text.encode("utf-8")
 
 
 def _refuse_constant(name: str) -> Any:
