@@ -14,10 +14,10 @@ served the way registry:2 serves it (``Docker-Content-Digest``, ``Content-Type``
 are answered ``405 UNSUPPORTED``.
 
 Lies are per path: :meth:`~HostileRegistry.override` replaces the answer for one
-path with a :class:`Reply` — any status and headers; a body of bytes, or a
-callable returning an iterator of chunks (endless or throttled streams); with
-the right, a wrong or no ``Content-Length`` (then the connection closes after
-the body, like HTTP/1.0).
+path, :meth:`~HostileRegistry.rule` for any path a function picks, with a
+:class:`Reply` — any status and headers; a body of bytes, or a callable returning
+an iterator of chunks (endless or throttled streams); with the right, a wrong or
+no ``Content-Length`` (then the connection closes after the body, like HTTP/1.0).
 
 For assertions: ``sent[path]`` counts body bytes written, ``hits`` lists every
 ``(method, path)`` asked. :func:`gated` makes a body that stops after some bytes
@@ -118,6 +118,7 @@ class HostileRegistry:
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
         self.overrides: dict[tuple[str, str], Reply | Callable[[], Reply]] = {}
+        self.rules: list[Callable[[str, str], Reply | None]] = []
         self.sent: dict[str, int] = {}
         self.hits: list[tuple[str, str]] = []
         self.gates: list[threading.Event] = []
@@ -211,6 +212,10 @@ class HostileRegistry:
         for method in methods:
             self.overrides[(method, path)] = reply
 
+    def rule(self, answer: Callable[[str, str], Reply | None]) -> None:
+        """``answer(method, path)`` is asked first; None lets the request through."""
+        self.rules.append(answer)
+
     def blob_path(self, name: str, digest: str) -> str:
         return f"/v2/{name}/blobs/{digest}"
 
@@ -229,6 +234,10 @@ class HostileRegistry:
         path = urllib.parse.urlsplit(target).path
         with self._lock:
             self.hits.append((method, path))
+        for rule in self.rules:
+            ruled = rule(method, path)
+            if ruled is not None:
+                return ruled
         override = self.overrides.get((method, path))
         if override is not None:
             return override() if callable(override) else override

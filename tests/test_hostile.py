@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -719,6 +720,41 @@ def test_record_artifact_that_is_not_a_manifest_is_refused(seed, hostile: Hostil
     )
     with pytest.raises(VerificationError, match="not valid JSON"):
         seeded.resolver.resolve(f"{hostile.host}/{REPO}")
+
+
+def test_a_registry_that_answers_for_every_record_cannot_keep_a_client_probing(
+    seed, hostile: HostileRegistry
+) -> None:
+    """A warm client looks for newer records one HEAD at a time; a registry that says
+    every sequence exists must not keep it asking forever."""
+    seeded = seed(("model", GOOD))
+    repository = f"{hostile.host}/{REPO}"
+    seeded.resolver.resolve(repository)  # accepted: production record 1
+    record = re.compile(rf"/v2/{REPO}/manifests/promotion\.production\.(\d+)")
+
+    def every_record_exists(method: str, path: str) -> Reply | None:
+        match = record.fullmatch(path)
+        if method != "HEAD" or match is None or int(match[1]) < 2:
+            return None
+        headers = {"Content-Type": IMAGE_MANIFEST, "Docker-Content-Digest": seeded.digest}
+        return Reply(200, b"", headers, length=500)
+
+    hostile.rule(every_record_exists)
+    outcome: list[BaseException | object] = []
+
+    def resolve() -> None:
+        try:
+            outcome.append(seeded.resolver.resolve(repository))
+        except BaseException as error:  # reported below
+            outcome.append(error)
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(60)  # a fail-fast bound: the bug was an endless loop
+    assert outcome, "resolve kept probing for records"
+    assert isinstance(outcome[0], VerificationError), outcome
+    assert "tag list" in outcome[0].message
+    assert len(hostile.hits) < 1000
 
 
 # ----- tag lists ---------------------------------------------------------------------------------
