@@ -590,6 +590,19 @@ def test_substituted_model_manifest_is_refused_by_the_resolver(
     assert not (seeded.cache / "blobs" / other[7:]).exists()
 
 
+@pytest.mark.parametrize("kind", ["content-length", "endless-without-length", "gzip-bomb"])
+def test_oversized_model_manifest_is_refused_by_the_resolver(
+    seed, hostile: HostileRegistry, kind: str
+) -> None:
+    seeded = seed(("model", GOOD))
+    path = hostile.manifest_path(REPO, seeded.digest)
+    hostile.override(path, OVERSIZED[kind][0])
+    with pytest.raises(IntegrityError, match="byte limit"):
+        seeded.resolver.resolve(f"{hostile.host}/{REPO}")
+    assert hostile.sent.get(path, 0) < SENT_BOUND
+    assert list((seeded.cache / "blobs").iterdir()) == []
+
+
 # ----- promotion records with garbage envelopes -------------------------------------------------
 
 
