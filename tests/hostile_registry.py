@@ -319,24 +319,6 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the TLS probe of the client and the lies are expected; keep test output clean
 
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_HEAD(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self._answer()
-
-    def do_PUT(self) -> None:
-        self._answer()
-
-    def do_PATCH(self) -> None:
-        self._answer()
-
-    def do_DELETE(self) -> None:
-        self._answer()
-
     def _answer(self) -> None:
         self._drain_request_body()
         registry = self.server.registry
@@ -385,3 +367,5 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining -= len(chunk)
         elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _answer

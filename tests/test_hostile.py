@@ -47,7 +47,6 @@ from modelreg.policy import policy_from_keys
 from modelreg.promotion import ENVELOPE_MEDIA_TYPE, RECORD_ARTIFACT, record_tag
 from modelreg.signing import (
     IN_TOTO_PAYLOAD_TYPE,
-    generate_keypair,
     load_signing_key,
     make_statement,
     sign_envelope,
@@ -60,20 +59,6 @@ MiB = 1024 * 1024
 # a client that read an endless or oversized answer would blow far past this
 RSS_BOUND_KIB = 400 * 1024
 SENT_BOUND = 64 * MiB
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    generate_keypair(directory, "alice")
-    generate_keypair(directory, "mallory")
-    return directory
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileRegistry]:
-    with HostileRegistry() as server:
-        yield server
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ from modelreg import Resolver, api
 from modelreg.oci import ANNOTATION_TITLE
 from modelreg.policy import policy_from_keys
 from modelreg.reference import parse_reference
-from modelreg.signing import generate_keypair, load_signing_key
+from modelreg.signing import load_signing_key
 from modelreg.store import Stores
 
 MiB = 1024 * 1024
@@ -86,19 +85,6 @@ def layered_model(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    generate_keypair(directory, "alice")
-    return directory
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileRegistry]:
-    with HostileRegistry() as server:
-        yield server
-
-
 def start_pausing(*args: str, marker: str, nth: int) -> subprocess.Popen[str]:
     child = subprocess.Popen(
         [sys.executable, "-c", PAUSING, marker, str(nth), *args],
@@ -122,6 +108,15 @@ def kill(child: subprocess.Popen[str]) -> None:
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=DEADLINE)
     assert child.returncode == -signal.SIGKILL
+
+
+def prepare(out: Path, destination: str) -> tuple[Path, list[str]]:
+    """An ``absent`` destination, or an ``existing`` one that --force will replace."""
+    if destination == "absent":
+        return out, []
+    out.mkdir()
+    (out / "weights.bin").write_bytes(b"the model we had")
+    return out, ["--force"]
 
 
 def only_hidden_leftovers(before: dict, after: dict) -> None:
@@ -151,12 +146,7 @@ def test_killed_pull_from_a_registry(
     gate = hostile.gate()
     data = hostile.repo("ml/x").blobs[weights.digest]
     hostile.override(path, Reply(200, gated(data, 4 * MiB, gate), length=len(data)))
-    out = tmp_path / "out"
-    extra = []
-    if destination == "existing":
-        out.mkdir()
-        (out / "weights.bin").write_bytes(b"the model we had")
-        extra = ["--force"]
+    out, extra = prepare(tmp_path / "out", destination)
     before = snapshot(tmp_path)
     child = subprocess.Popen(
         [sys.executable, "-m", "modelreg", "pull", f"{hostile.host}/ml/x@{pushed.digest}",
@@ -191,12 +181,7 @@ def test_killed_pull_from_the_local_store(stores: Stores, tmp_path: Path, destin
     model = layered_model(tmp_path / "model")
     repository = unique_repo("fraud")
     pushed = api.push(model, repository, capture=False, stores=stores)
-    out = tmp_path / "out"
-    extra = []
-    if destination == "existing":
-        out.mkdir()
-        (out / "weights.bin").write_bytes(b"the model we had")
-        extra = ["--force"]
+    out, extra = prepare(tmp_path / "out", destination)
     before = snapshot(tmp_path)
     args = ["pull", f"{repository}@{pushed.digest}", str(out), *extra]
     child = start_pausing(*args, marker=".out.partial-", nth=4)

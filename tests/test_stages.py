@@ -24,21 +24,12 @@ from modelreg.signing import (
     Envelope,
     Signature,
     SigningKey,
-    generate_keypair,
     load_signing_key,
     sign_envelope,
 )
 from modelreg.stages import verify_stage
 from modelreg.store import Stores
 from modelreg.trust_state import TrustState
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    for name in ("alice", "bob", "carol", "mallory"):
-        generate_keypair(directory, name)
-    return directory
 
 
 def key(keys: Path, name: str) -> SigningKey:
