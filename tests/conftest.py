@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest_engines import *  # noqa: F403
 from conftest_engines import Registry
+from hostile_registry import HostileRegistry
 from typer.testing import CliRunner
 
 from modelreg.cli import app, format_error
@@ -127,6 +128,24 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Signing key pairs ``NAME.key`` + ``NAME.pub`` for alice, bob, carol and mallory."""
+    from modelreg.signing import generate_keypair
+
+    directory = tmp_path_factory.mktemp("keys")
+    for name in ("alice", "bob", "carol", "mallory"):
+        generate_keypair(directory, name)
+    return directory
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileRegistry]:
+    """A registry that lies on purpose (tests/hostile_registry.py), on a free loopback port."""
+    with HostileRegistry() as server:
+        yield server
 
 
 MakeModel = Callable[..., Path]

@@ -251,3 +251,15 @@ def test_extraction_never_writes_outside(entries: list[tuple[str, bytes]]) -> No
         outside = [p for p in base.rglob("*") if not p.is_relative_to(out) and p != out]
         assert outside == []
         assert not any(p.is_symlink() for p in out.rglob("*"))
+
+
+def test_the_layer_root_entry_is_skipped_and_nothing_else_named_dot_is_accepted(
+    tmp_path: Path,
+) -> None:
+    # `tar -C dir -cf layer.tar .` starts with a "./" directory entry
+    out = tmp_path / "out"
+    out.mkdir()
+    data = tar_with((member("./", tarfile.DIRTYPE), None), (member("./model/x"), b"1"))
+    assert unpack_layer(io.BytesIO(data), out) == ["x"]
+    with pytest.raises(IntegrityError, match="unsafe path"):
+        unpack_layer(io.BytesIO(tar_with((member("."), b"file named dot"))), tmp_path / "other")

@@ -20,16 +20,8 @@ from modelreg.oci import IMAGE_MANIFEST
 from modelreg.policy import policy_from_keys
 from modelreg.promotion import record_tag
 from modelreg.reference import parse_reference
-from modelreg.signing import generate_keypair, load_signing_key
+from modelreg.signing import load_signing_key
 from modelreg.store import RegistryOptions, Stores
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    generate_keypair(directory, "alice")
-    generate_keypair(directory, "mallory")
-    return directory
 
 
 def files_of(root: Path) -> dict[str, bytes]:

@@ -24,21 +24,12 @@ from modelreg.signing import (
     Envelope,
     Signature,
     SigningKey,
-    generate_keypair,
     load_signing_key,
     sign_envelope,
 )
 from modelreg.stages import verify_stage
 from modelreg.store import Stores
 from modelreg.trust_state import TrustState
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    for name in ("alice", "bob", "carol", "mallory"):
-        generate_keypair(directory, name)
-    return directory
 
 
 def key(keys: Path, name: str) -> SigningKey:
@@ -296,6 +287,25 @@ def test_replayed_older_record_is_refused(stores: Stores, keys: Path, three) -> 
     state = TrustState(stores.home / "trust-state.json")
     with pytest.raises(VerificationError, match="accepted, is gone"):
         verify_stage(repo, "production", policy, state=state)  # the resolver's (warm) path
+
+
+def test_a_warm_client_catches_up_on_many_new_records(
+    stores: Stores, keys: Path, tmp_path: Path
+) -> None:
+    """More new records than a warm client probes for one by one: the tag list says
+    where the chain ends (local store; the registry side is in test_hostile.py)."""
+    target = unique_repo("fraud")
+    v1, v2 = push_versions(stores, target, tmp_path, 2)
+    policy, alice = trust(keys, "alice"), key(keys, "alice")
+    repo = stores.repository(parse_reference(target))
+    state = TrustState(tmp_path / "state.json")
+    api.promote(f"{target}:v1", "staging", alice, policy=policy, stores=stores)
+    assert verify_stage(repo, "staging", policy, state=state).sequence == 1
+    for index in range(20):
+        digest = f"{target}@{v2 if index % 2 == 0 else v1}"
+        api.promote(digest, "staging", alice, policy=policy, stores=stores)
+    verified = verify_stage(repo, "staging", policy, state=state)
+    assert (verified.sequence, verified.digest) == (21, v1)
 
 
 def test_forked_chain_is_refused(stores: Stores, keys: Path, three) -> None:

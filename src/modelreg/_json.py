@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .errors import IntegrityError
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -33,4 +36,11 @@ def load_json_object(data: bytes, what: str, *, limit: int) -> dict[str, Any]:
         raise IntegrityError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise IntegrityError(f"{what} must be a JSON object, got {type(value).__name__}")
+    if _SURROGATE_ESCAPE.search(data):  # only an escape can smuggle one past the decoder
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise IntegrityError(
+                f"{what} holds text that is not valid Unicode (a lone surrogate)"
+            ) from None
     return value

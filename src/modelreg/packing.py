@@ -302,6 +302,10 @@ def _safe_relative(
             f"unsafe {kind} in layer: {member.name!r}",
             "model artifacts hold only regular files and directories",
         )
+    if not path.parts:  # "." or "./": the layer's own root, above /model
+        if member.isdir():
+            return None
+        raise IntegrityError(f"unsafe path in layer: {member.name!r}")
     if skip_meta and path.parts[0] == META_ROOT:
         return None
     if path.parts[0] != root:

@@ -55,6 +55,7 @@ from .versions import version_of
 ARCHIVED = "archived"
 PRODUCTION = "production"
 _COMMIT_ATTEMPTS = 16
+_PROBES = 16  # HEADs for newer records before asking the tag list
 
 
 @dataclass(frozen=True)
@@ -179,11 +180,24 @@ def stage_sequences(repository: Repository, stage: str) -> list[int]:
 
 
 def _head_sequence_from(repository: Repository, stage: str, start: int) -> int:
-    """The last sequence, probing forward from one known to exist (no tag listing)."""
+    """The last sequence, probing forward from one known to exist (no tag listing).
+
+    After a few probes the tag list says where the chain ends, so a registry that
+    answers for every sequence cannot keep a client probing forever.
+    """
     sequence = start
-    while repository.resolve(record_tag(stage, sequence + 1)) is not None:
+    for _ in range(_PROBES):
+        if repository.resolve(record_tag(stage, sequence + 1)) is None:
+            return sequence
         sequence += 1
-    return sequence
+    listed = stage_sequences(repository, stage)
+    if not listed or listed[-1] < sequence:
+        raise VerificationError(
+            f"{repository.name} answers for {stage} record {sequence}, but its tag list "
+            f"ends at {listed[-1] if listed else 'no record'}",
+            "the registry is inconsistent or hostile; do not trust the stage",
+        )
+    return listed[-1]
 
 
 def verify_stage(

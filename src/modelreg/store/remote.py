@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
+import json
 import random
 import time
 import urllib.parse
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from ..digest import Readable, is_digest, sha256_digest, verify_bytes
 from ..errors import (
@@ -27,6 +30,7 @@ from ..errors import (
     IntegrityError,
     NotFound,
     RegistryError,
+    RegistryUnavailable,
 )
 from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
 from .base import BytesCallback
@@ -35,6 +39,11 @@ from .transport import Transport
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 _SMALL_BLOB = 1 << 20
 TAG_PAGE = 1000
+# bounds on what a registry may make us read when listing tags (a hostile one can send
+# an endless body or an endless chain of pages)
+MAX_TAG_PAGE_BYTES = 32 * 1024 * 1024
+MAX_TAGS = 500_000
+MAX_TAG_PAGES = 2_000
 
 
 class RemoteRepository:
@@ -89,7 +98,7 @@ class RemoteRepository:
         try:
             if response.status_code != 200:
                 raise self._error(response, f"fetching blob {descriptor.digest}")
-            yield response.raw
+            yield _Guarded(response.raw, self.transport.host, f"blob {descriptor.digest}")
         finally:
             response.close()
 
@@ -249,16 +258,12 @@ class RemoteRepository:
         with contextlib.closing(response):
             if response.status_code != 200:
                 raise self._error(response, f"fetching manifest {reference}")
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
-                raise IntegrityError(
-                    f"manifest {reference} is {declared} bytes, over the {MAX_MANIFEST_BYTES} "
-                    "byte limit",
-                    "a model manifest is a few kilobytes; this registry sent something else",
-                )
-            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
-            if len(data) > MAX_MANIFEST_BYTES:
-                raise IntegrityError(f"manifest {reference} is over {MAX_MANIFEST_BYTES} bytes")
+            data = self._read_body(
+                response,
+                MAX_MANIFEST_BYTES,
+                f"manifest {reference}",
+                "a model manifest is a few kilobytes; this registry sent something else",
+            )
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
             header_digest = response.headers.get("Docker-Content-Digest")
         digest = reference if is_digest(reference) else sha256_digest(data)
@@ -309,24 +314,42 @@ class RemoteRepository:
     def list_tags(self) -> list[str]:
         tags: list[str] = []
         path: str | None = self._path(f"tags/list?n={TAG_PAGE}")
-        seen: set[str] = set()
+        visited: set[str] = set()
         while path:
-            if path in seen:
-                raise IntegrityError(f"{self.name}: the tag list's next-page links loop")
-            seen.add(path)
-            response = self.transport.request("GET", path, scope=self._pull)
+            if path in visited or len(visited) >= MAX_TAG_PAGES or len(tags) > MAX_TAGS:
+                raise IntegrityError(
+                    f"{self.name}: the tag list does not end (over {len(visited)} pages, "
+                    f"{len(tags)} tags)",
+                    "the registry keeps sending more pages; it is broken or hostile",
+                )
+            visited.add(path)
+            response = self.transport.request("GET", path, scope=self._pull, stream=True)
             with contextlib.closing(response):
                 if response.status_code != 200:
                     raise self._error(response, "listing tags")
+                data = self._read_body(response, MAX_TAG_PAGE_BYTES, f"{self.name}: tag list")
                 try:
-                    page = response.json().get("tags") or []
-                except (ValueError, AttributeError):
+                    page = json.loads(data).get("tags") or []
+                except (ValueError, AttributeError, RecursionError):
                     raise IntegrityError(f"{self.name}: tag list is not valid JSON") from None
                 if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                     raise IntegrityError(f"{self.name}: tag list is malformed")
                 tags.extend(page)
                 path = _next_link(response)
         return sorted(set(tags))
+
+    def _read_body(
+        self, response: requests.Response, limit: int, what: str, hint: str | None = None
+    ) -> bytes:
+        """A (streamed) response body of at most ``limit`` bytes; never reads more."""
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise IntegrityError(f"{what} is {declared} bytes, over the {limit} byte limit", hint)
+        reader = _Guarded(response.raw, self.transport.host, what, decode=True)
+        data = reader.read(limit + 1)
+        if len(data) > limit:
+            raise IntegrityError(f"{what} is over the {limit} byte limit", hint)
+        return data
 
     def delete_manifest(self, digest: str) -> None:
         response = self.transport.request(
@@ -384,6 +407,36 @@ class RemoteRepository:
             return ConflictError(f"{where}: {doing}: conflict ({message})")
         detail = f": {message}" if message else ""
         return RegistryError(f"{where}: {doing}: HTTP {status}{detail}")
+
+
+class _Guarded:
+    """A response body whose transport failures are modelreg errors, not tracebacks.
+
+    A connection that breaks or stalls mid-body is :class:`RegistryUnavailable` (try
+    again); a body that cannot be decoded is :class:`IntegrityError`.
+    """
+
+    def __init__(self, raw: Any, host: str, what: str, *, decode: bool = False) -> None:
+        self._raw = raw
+        self._host = host
+        self._what = what
+        self._decode = decode
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            data: bytes = self._raw.read(None if size < 0 else size, decode_content=self._decode)
+        except urllib3.exceptions.DecodeError:
+            raise IntegrityError(
+                f"{self._what}: registry {self._host} sent a body that cannot be decoded"
+            ) from None
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            reason = "read timed out" if "timed out" in str(exc).lower() else "connection broke"
+            raise RegistryUnavailable(
+                f"{self._what}: the connection to registry {self._host} broke mid-transfer "
+                f"({reason})",
+                "nothing partial was kept; try again",
+            ) from None
+        return data
 
 
 class _HashingBody:
