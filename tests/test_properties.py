@@ -296,9 +296,9 @@ def record_store() -> Iterator[LayoutRepository]:
     """One real local store for all examples (hypothesis reruns a test body many times)."""
     with tempfile.TemporaryDirectory() as root:
         repository = LayoutStore(Path(root)).repository("ml/records")
+        config = repository.push_blob([b"{}"], 2)
         model = Manifest(
-            config=Descriptor("application/vnd.oci.empty.v1+json", "sha256:" + "4" * 64, 2),
-            layers=(),
+            config=Descriptor("application/vnd.oci.empty.v1+json", config, 2), layers=()
         ).to_bytes()
         repository.push_manifest(model, IMAGE_MANIFEST, ["model"])
         yield repository
