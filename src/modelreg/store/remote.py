@@ -316,7 +316,12 @@ class RemoteRepository:
         path: str | None = self._path(f"tags/list?n={TAG_PAGE}")
         visited: set[str] = set()
         while path:
-            if path in visited or len(visited) >= MAX_TAG_PAGES or len(tags) > MAX_TAGS:
+            if path in visited:
+                raise IntegrityError(
+                    f"{self.name}: the tag list's next-page links loop",
+                    "the registry is broken or hostile",
+                )
+            if len(visited) >= MAX_TAG_PAGES or len(tags) > MAX_TAGS:
                 raise IntegrityError(
                     f"{self.name}: the tag list does not end (over {len(visited)} pages, "
                     f"{len(tags)} tags)",
