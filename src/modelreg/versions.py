@@ -5,15 +5,19 @@ Tags a pushed model gets, in this order:
 1. ``sha256-<hex>`` — the anchor: written first, it keeps every pushed digest
    reachable (and out of registry garbage collection) whatever happens next;
 2. ``vN`` — the version, claimed with ``Repository.claim_tag``: create-if-absent,
-   exact on the local store; on a registry (no compare-and-swap) claim, wait a
-   settle delay, read back, and move on to N+1 if another pusher won;
+   exact on the local store; on a registry (no compare-and-swap) the pusher
+   first writes its own claim tag ``sha256-<hex>.claim-vN`` and lists the tags:
+   with no rival claim it takes ``vN`` at once (at most one pusher can see no
+   rival); with rivals it waits a settle delay, claims, reads back, and moves on
+   to N+1 if another pusher won;
 3. ``sha256-<hex>.version`` — the version record: a small artifact whose
    ``subject`` is the model, holding N and the push time. Its presence means
    the push finished; pushing the same digest again reads it and reports N.
 
 A version tag is never moved or reused by modelreg. The limit of a registry
-without compare-and-swap: a pusher that stalls for longer than the settle
-delay between its check and its tag write can still overwrite a claim. Even
+without compare-and-swap: when pushes contend, a pusher that stalls for longer
+than the settle delay between its check and its tag write can still overwrite
+a claim. Even
 then nothing is lost — the anchor keeps the overwritten digest reachable and
 ``repair_versions`` (run by ``modelreg versions --repair``) gives every
 anchored digest without a version the next free number.

@@ -79,7 +79,9 @@ class Repository(Protocol):
         """Point ``tag`` at this manifest only if the tag does not exist yet.
 
         Exact on the local store (a file lock). On a registry, which has no
-        compare-and-swap, it is claim-then-verify after a settle delay: see README.
+        compare-and-swap, each claimant first writes a claim tag of its own and
+        lists the tags: alone, it takes the tag at once; with rivals, it waits a
+        settle delay and claims-then-verifies (see ``RemoteRepository.claim_tag``).
         """
         ...
 

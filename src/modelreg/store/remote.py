@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -290,12 +291,34 @@ class RemoteRepository:
             )
 
     def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+        """Create ``tag`` if absent, without compare-and-swap; no waiting when nobody competes.
+
+        Every claimant first writes a claim tag of its own (``sha256-<hex>.claim-<tag>``,
+        named after its digest, so claimants never overwrite each other's), then lists
+        the tags. A claimant that sees no other claim for ``tag`` takes it at once: of
+        two claimants at least one sees the other's claim (whoever listed later wrote
+        its own claim before listing), so at most one ever takes this fast path.
+        Claimants that see a rival wait a settle delay — long enough for a fast-path
+        winner's tag write to land — and, when the tag is still absent, fall back to
+        claim, settle, read back (last writer wins). Claim tags are never removed, so a
+        later claimant of the same tag always sees them and never takes the fast path.
+        """
         digest = sha256_digest(data)
-        if self.resolve(tag) is not None:
-            return False
-        self._put_manifest(tag, data, media_type, digest)
-        # registries have no compare-and-swap: let concurrent writers land, then look again
+        self._put_manifest(claim_tag_name(digest, tag), data, media_type, digest)
+        tags = self.list_tags()
+        if tag in tags:
+            current = self.resolve(tag)
+            return current is not None and current.digest == digest
+        rivals = [t for t in tags if is_claim_of(t, tag) and t != claim_tag_name(digest, tag)]
+        if not rivals:
+            self._put_manifest(tag, data, media_type, digest)
+            return True
         settle = self.transport.options.settle
+        time.sleep(settle * (1 + random.random()))
+        current = self.resolve(tag)
+        if current is not None:
+            return current.digest == digest
+        self._put_manifest(tag, data, media_type, digest)
         time.sleep(settle * (1 + random.random()))
         current = self.resolve(tag)
         return current is not None and current.digest == digest
@@ -402,6 +425,19 @@ class _HashingBody:
 
     def digest(self) -> str:
         return f"sha256:{self._hash.hexdigest()}"
+
+
+def claim_tag_name(digest: str, tag: str) -> str:
+    """The tag a claimant with manifest ``digest`` writes before it takes ``tag``."""
+    return f"sha256-{digest.split(':', 1)[1]}.claim-{tag}"
+
+
+_CLAIM = re.compile(r"sha256-[a-f0-9]{64}\.claim-(.+)")
+
+
+def is_claim_of(candidate: str, tag: str) -> bool:
+    match = _CLAIM.fullmatch(candidate)
+    return match is not None and match.group(1) == tag
 
 
 def _with_query(url: str, **params: str) -> str:
