@@ -332,11 +332,24 @@ class _Counting:
 
     def read(self, size: int = -1, /) -> bytes:
         data: bytes = self._raw.read(size)  # type: ignore[attr-defined]
-        self._total += len(data)
-        if self._total - self._last >= CHUNK or not data:
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        count = int(readinto(buffer) or 0)
+        self._count(count)
+        return count
+
+    def _count(self, count: int) -> None:
+        self._total += count
+        if self._total - self._last >= CHUNK or not count:
             self._last = self._total
             self._on_total(self._total)
-        return data
 
 
 def read_small_blob(repository: Repository, descriptor: Descriptor, limit: int) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import random
 import re
 import time
@@ -89,7 +90,7 @@ class RemoteRepository:
         try:
             if response.status_code != 200:
                 raise self._error(response, f"fetching blob {descriptor.digest}")
-            yield response.raw
+            yield _Body(response)
         finally:
             response.close()
 
@@ -396,6 +397,30 @@ class RemoteRepository:
             return ConflictError(f"{where}: {doing}: conflict ({message})")
         detail = f": {message}" if message else ""
         return RegistryError(f"{where}: {doing}: HTTP {status}{detail}")
+
+
+class _Body:
+    """A response body read straight from ``http.client``: ``readinto`` fills the caller's
+    buffer from the socket, with none of urllib3's intermediate copies (the bytes are
+    still raw: the request asked for ``identity`` and nothing decodes them)."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._raw = response.raw
+        fp = getattr(response.raw, "_fp", None)
+        self._fp = fp if isinstance(fp, http.client.HTTPResponse) else None
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._fp is not None:
+            return self._fp.read(None if size < 0 else size)
+        data: bytes = self._raw.read(None if size < 0 else size, decode_content=False)
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        if self._fp is not None:
+            return self._fp.readinto(buffer)
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _HashingBody:
