@@ -26,8 +26,10 @@ from .store.transport import Transport
 from .transfer import (
     ANNOTATION_FILES,
     Progress,
+    TransferEvent,
     copy_manifest,
     fetch_model_manifest,
+    known_image,
     meta_layer,
     model_layers,
     pull_model,
@@ -141,6 +143,24 @@ def push(
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
     repo = stores.repository(target)
     aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
+    # every digest known from the cache: the manifest is known before anything is sent,
+    # and a push of a model that already has its version is two reads
+    known = known_image(Path(path), annotations=manifest_annotations, meta_layers=meta, cache=cache)
+    found = find_version(repo, known.descriptor.digest) if known else None
+    if known and found and found.created and not aliases:
+        report = progress or (lambda _: None)
+        for layer in known.manifest.layers:
+            title = layer.annotations.get(ANNOTATION_TITLE, layer.digest)
+            report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
+        return PushResult(
+            repository=repo.name,
+            digest=found.digest,
+            version=found.version,
+            created=found.created,
+            existed=True,
+            size=sum(layer.size for layer in known.manifest.layers),
+            uploaded=0,
+        )
     pushed = push_model(
         repo,
         Path(path),
@@ -148,8 +168,16 @@ def push(
         meta_layers=meta,
         cache=cache,
         progress=progress,
+        push_manifest=False,  # publish pushes it, under its anchor tag
     )
-    published = publish(repo, pushed.manifest_bytes, pushed.descriptor.media_type, aliases=aliases)
+    looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
+    published = publish(
+        repo,
+        pushed.manifest_bytes,
+        pushed.descriptor.media_type,
+        aliases=aliases,
+        unversioned=looked_up and found is None,
+    )
     return PushResult(
         repository=repo.name,
         digest=published.digest,

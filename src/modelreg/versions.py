@@ -129,10 +129,16 @@ def publish(
     *,
     aliases: Sequence[str] = (),
     created: str | None = None,
+    unversioned: bool = False,
 ) -> Published:
-    """Give a pushed manifest its version (or find the one it has) and its aliases."""
+    """Give a manifest its version (or find the one it has) and its aliases.
+
+    The manifest is pushed here, under its anchor tag, unless it already has a
+    version. ``unversioned`` says the caller has just seen (``find_version``)
+    that it has none, so it is not looked up again.
+    """
     model = Descriptor(media_type, sha256_digest(manifest_bytes), len(manifest_bytes))
-    existing = find_version(repository, model.digest)
+    existing = None if unversioned else find_version(repository, model.digest)
     if existing is not None and not existing.created:
         # the claim landed but the record did not: finish that publish now
         created = created or now_utc()
@@ -181,9 +187,11 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     ``created`` is empty when the version tag exists but its record does not (a
     publish interrupted between the two).
     """
-    record = repository.resolve(record_tag(digest))
-    if record is not None:
+    try:
         number, created = _read_record(repository, record_tag(digest))
+    except NotFound:
+        pass
+    else:
         target = repository.resolve(version_tag(number))
         if target is not None and target.digest == digest:
             return Published(number, digest, created, existed=True)

@@ -101,6 +101,19 @@ class RemoteRepository:
         expected_digest: str | None = None,
         on_bytes: BytesCallback | None = None,
     ) -> str:
+        if size <= _SMALL_BLOB and not isinstance(chunks, Iterator):
+            data = b"".join(chunks)
+            if len(data) != size:
+                raise IntegrityError(f"blob stream gave {len(data)} bytes, expected {size}")
+            digest = sha256_digest(data)
+            if expected_digest and digest != expected_digest:
+                raise IntegrityError(
+                    f"blob content digest {digest} does not match the expected {expected_digest}"
+                )
+            self._put_whole(data, digest)
+            if on_bytes:
+                on_bytes(size)
+            return digest
         attempts = 1 + (self.transport.options.retries if not isinstance(chunks, Iterator) else 0)
         for attempt in range(1, attempts + 1):
             location = self._start_upload()
@@ -145,6 +158,11 @@ class RemoteRepository:
         digest = sha256_digest(data)
         if self.has_blob(digest):
             return digest
+        self._put_whole(data, digest)
+        return digest
+
+    def _put_whole(self, data: bytes, digest: str) -> None:
+        """A monolithic upload: POST, then one PUT with the bytes (small blobs only)."""
         location = self._start_upload()
         response = self.transport.request(
             "PUT",
@@ -156,7 +174,6 @@ class RemoteRepository:
         response.close()
         if response.status_code != 201:
             raise self._error(response, f"uploading blob {digest}")
-        return digest
 
     def mount_blob(self, digest: str, source_path: str) -> bool:
         if source_path == self.repository:
