@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,29 +14,45 @@ import pytest
 from conftest import unique_repo
 
 from modelreg import api, packing
-from modelreg.store import Stores
-from modelreg.store.transport import Transport
+from modelreg.store import RegistryOptions, Stores
 
 
-@pytest.fixture
-def requests_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """(method, path) of every request modelreg sends to a registry."""
-    sent: list[tuple[str, str]] = []
-    original = Transport.request
+class AccessLog:
+    """The requests the real registry logged for one repository, from a point on."""
 
-    def recording(self: Transport, method: str, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
-        sent.append((method, path))
-        return original(self, method, path, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, registry, repository: str) -> None:  # type: ignore[no-untyped-def]
+        self._path = Path(registry.log_path)
+        self._repository = repository
+        self._offset = 0
+        self.mark()
 
-    monkeypatch.setattr(Transport, "request", recording)
-    return sent
+    def mark(self) -> None:
+        self._offset = self._settled_size()
+
+    def _settled_size(self) -> int:
+        # the registry logs a request after answering it: wait until the log stops growing
+        size = -1
+        while size != self._path.stat().st_size:
+            size = self._path.stat().st_size
+            time.sleep(0.2)
+        return size
+
+    def requests(self) -> list[tuple[str, str]]:
+        self._settled_size()
+        with open(self._path, "rb") as log:
+            log.seek(self._offset)
+            text = log.read().decode(errors="replace")
+        found = re.findall(r'"([A-Z]+) (/v2/\S+) HTTP/1\.1"', text)
+        return [(m, p) for m, p in found if p.startswith(f"/v2/{self._repository}/")]
 
 
 def test_push_again_reads_no_file_and_sends_no_blob_request(
-    stores: Stores, model_dir: Path, registry, requests_sent, monkeypatch: pytest.MonkeyPatch
+    stores: Stores, model_dir: Path, registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = f"{registry.host}/{unique_repo()}"
+    repository = unique_repo()
+    target = f"{registry.host}/{repository}"
     first = api.push(model_dir, target, capture=False, stores=stores)
+    log = AccessLog(registry, repository)
 
     def refuse(entry: packing.FileEntry) -> Iterator[bytes]:
         raise AssertionError(f"{entry.source} was read")
@@ -41,8 +62,8 @@ def test_push_again_reads_no_file_and_sends_no_blob_request(
 
     monkeypatch.setattr(packing, "_file_chunks", refuse)
     monkeypatch.setattr("modelreg.hashcache.sha256_file", refuse_hash)
-    requests_sent.clear()
     again = api.push(model_dir, target, capture=False, stores=stores)
+    requests_sent = log.requests()
     assert (again.version, again.digest, again.existed, again.uploaded) == (
         1,
         first.digest,
@@ -55,12 +76,14 @@ def test_push_again_reads_no_file_and_sends_no_blob_request(
 
 
 def test_second_repository_mounts_every_blob_and_uploads_none(
-    stores: Stores, model_dir: Path, registry, requests_sent
+    stores: Stores, model_dir: Path, registry
 ) -> None:
     api.push(model_dir, f"{registry.host}/{unique_repo()}", capture=False, stores=stores)
-    requests_sent.clear()
-    second = api.push(model_dir, f"{registry.host}/{unique_repo()}", capture=False, stores=stores)
+    repository = unique_repo()
+    log = AccessLog(registry, repository)
+    second = api.push(model_dir, f"{registry.host}/{repository}", capture=False, stores=stores)
     assert second.uploaded == 0 and second.version == 1
+    requests_sent = log.requests()
     mounts = [path for method, path in requests_sent if method == "POST" and "mount=" in path]
     layers_and_config = len(api.inspect(second.reference, stores=stores).manifest.layers) + 1
     assert len(mounts) == layers_and_config
@@ -68,3 +91,35 @@ def test_second_repository_mounts_every_blob_and_uploads_none(
     # the only blob sent is the 2-byte empty config of the version record
     blob_puts = [path for method, path in requests_sent if method == "PUT" and "/blobs/" in path]
     assert len(blob_puts) == 1
+
+
+def test_small_requests_keep_working_behind_basic_auth_and_tls(
+    make_registry, model_dir: Path, tmp_path: Path
+) -> None:
+    """The quick request path meets a 401 first, goes through the full path once for
+    the challenge, then carries the credentials itself - over TLS with a private CA."""
+    import services
+
+    cert, key = services.make_tls_cert(tmp_path / "tls")
+    htpasswd = services.write_htpasswd(tmp_path / "htpasswd", {"alice": "s3cret"})
+    registry = make_registry(htpasswd=htpasswd, tls=(cert, key))
+    docker_config = Path(os.environ["DOCKER_CONFIG"])
+    docker_config.mkdir(parents=True, exist_ok=True)
+    token = base64.b64encode(b"alice:s3cret").decode()
+    (docker_config / "config.json").write_text(
+        json.dumps({"auths": {registry.host: {"auth": token}}})
+    )
+    stores = Stores(home=tmp_path / "home", options=RegistryOptions(ca_cert=str(cert)))
+    target = f"{registry.host}/{unique_repo()}"
+    first = api.push(model_dir, target, capture=False, stores=stores)
+    again = api.push(model_dir, target, capture=False, stores=stores)
+    assert (first.version, again.version, again.existed) == (1, 1, True)
+    assert [v.digest for v in api.versions(target, stores=stores)] == [first.digest]
+    api.pull(first.reference, tmp_path / "out", stores=stores)
+    assert (tmp_path / "out" / "weights.bin").read_bytes() == (
+        model_dir / "weights.bin"
+    ).read_bytes()
+    transport = stores.transport(registry.host)
+    assert transport.base_url.startswith("https://")
+    assert transport._quick_connections  # the small requests did go the quick way
+    stores.close()

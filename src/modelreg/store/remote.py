@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
 from .base import BytesCallback
-from .transport import Transport
+from .transport import QuickResponse, Transport, read_body
 
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 _SMALL_BLOB = 1 << 20
@@ -69,7 +69,7 @@ class RemoteRepository:
     # ----- blobs --------------------------------------------------------------
 
     def has_blob(self, digest: str) -> bool:
-        response = self.transport.request("HEAD", self._path(f"blobs/{digest}"), scope=self._pull)
+        response = self.transport.quick("HEAD", self._path(f"blobs/{digest}"), scope=self._pull)
         response.close()
         if response.status_code == 200:
             return True
@@ -230,7 +230,7 @@ class RemoteRepository:
     # ----- manifests and tags ---------------------------------------------------
 
     def resolve(self, reference: str) -> Descriptor | None:
-        response = self.transport.request(
+        response = self.transport.quick(
             "HEAD",
             self._path(f"manifests/{reference}"),
             scope=self._pull,
@@ -252,12 +252,11 @@ class RemoteRepository:
         return descriptor
 
     def fetch_manifest(self, reference: str) -> tuple[Descriptor, bytes]:
-        response = self.transport.request(
+        response = self.transport.quick(
             "GET",
             self._path(f"manifests/{reference}"),
             scope=self._pull,
             headers={"Accept": _ACCEPT},
-            stream=True,
         )
         with contextlib.closing(response):
             if response.status_code != 200:
@@ -269,7 +268,7 @@ class RemoteRepository:
                     "byte limit",
                     "a model manifest is a few kilobytes; this registry sent something else",
                 )
-            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+            data = read_body(response, MAX_MANIFEST_BYTES)
             if len(data) > MAX_MANIFEST_BYTES:
                 raise IntegrityError(f"manifest {reference} is over {MAX_MANIFEST_BYTES} bytes")
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -291,7 +290,7 @@ class RemoteRepository:
         return Descriptor(media_type, digest, len(data))
 
     def _put_manifest(self, reference: str, data: bytes, media_type: str, digest: str) -> None:
-        response = self.transport.request(
+        response = self.transport.quick(
             "PUT",
             self._path(f"manifests/{reference}"),
             scope=self._push,
@@ -345,7 +344,7 @@ class RemoteRepository:
         tags: list[str] = []
         path: str | None = self._path(f"tags/list?n={TAG_PAGE}")
         while path:
-            response = self.transport.request("GET", path, scope=self._pull)
+            response = self.transport.quick("GET", path, scope=self._pull)
             with contextlib.closing(response):
                 if response.status_code != 200:
                     raise self._error(response, "listing tags")
@@ -377,7 +376,7 @@ class RemoteRepository:
 
     # ----- errors -------------------------------------------------------------
 
-    def _error(self, response: requests.Response, doing: str) -> Exception:
+    def _error(self, response: requests.Response | QuickResponse, doing: str) -> Exception:
         codes, message = _registry_errors(response)
         status = response.status_code
         where = self.name
@@ -487,12 +486,12 @@ def _with_query(url: str, **params: str) -> str:
     return url + separator + urllib.parse.urlencode(params)
 
 
-def _next_link(response: requests.Response) -> str | None:
+def _next_link(response: requests.Response | QuickResponse) -> str | None:
     link = response.links.get("next", {}).get("url")
     return link or None
 
 
-def _registry_errors(response: requests.Response) -> tuple[set[str], str]:
+def _registry_errors(response: requests.Response | QuickResponse) -> tuple[set[str], str]:
     try:
         body: Any = response.json()
         errors = body.get("errors", []) if isinstance(body, dict) else []
