@@ -18,7 +18,8 @@ from modelreg.oci import IMAGE_MANIFEST
 from modelreg.reference import parse_reference
 from modelreg.store import RegistryOptions, Stores
 from modelreg.store import remote as remote_module
-from modelreg.store.remote import RemoteRepository, claim_tag_name
+from modelreg.store.base import claim_tag_name, parse_claim_tag
+from modelreg.store.remote import RemoteRepository
 from modelreg.transfer import push_model
 
 
@@ -56,9 +57,8 @@ def test_a_claim_nobody_contests_takes_the_tag_without_waiting(
     assert (first.version, second.version) == (1, 2)
     assert sleeps == []
     repo = slow_settle.repository(parse_reference(target))
-    tags = repo.list_tags()
-    assert claim_tag_name(first.digest, "v1") in tags
-    assert claim_tag_name(second.digest, "v2") in tags
+    claims = [parse_claim_tag(tag) for tag in repo.list_tags()]
+    assert {(c[0], c[1]) for c in claims if c} == {(first.digest, "v1"), (second.digest, "v2")}
     # claim tags are internal: they are neither versions nor aliases
     listed = api.versions(target, stores=slow_settle)
     assert [(v.version, v.aliases) for v in listed] == [(1, ()), (2, ())]

@@ -123,3 +123,26 @@ def test_small_requests_keep_working_behind_basic_auth_and_tls(
     assert transport.base_url.startswith("https://")
     assert transport._quick_connections  # the small requests did go the quick way
     stores.close()
+
+
+def test_versions_reads_one_manifest_per_version_and_the_push_time_from_the_tags(
+    stores: Stores, tmp_path: Path, registry
+) -> None:
+    repository = unique_repo()
+    target = f"{registry.host}/{repository}"
+    pushed = []
+    for index in range(3):
+        model = tmp_path / f"m{index}"
+        model.mkdir()
+        (model / "weights.txt").write_text(f"model {index}")
+        pushed.append(api.push(model, target, capture=False, stores=stores))
+    log = AccessLog(registry, repository)
+    listed = api.versions(target, stores=stores)
+    assert [(v.version, v.digest, v.created) for v in listed] == [
+        (p.version, p.digest, p.created) for p in pushed
+    ]
+    sent = log.requests()
+    assert sorted(sent) == sorted(
+        [("GET", f"/v2/{repository}/tags/list?n=1000")]
+        + [("GET", f"/v2/{repository}/manifests/v{n}") for n in (1, 2, 3)]
+    )

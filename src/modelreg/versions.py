@@ -6,7 +6,9 @@ Tags a pushed model gets, in this order:
    reachable (and out of registry garbage collection) whatever happens next;
 2. ``vN`` — the version, claimed with ``Repository.claim_tag``: create-if-absent,
    exact on the local store; on a registry (no compare-and-swap) the pusher
-   first writes its own claim tag ``sha256-<hex>.claim-vN`` and lists the tags:
+   first writes its own claim tag ``sha256-<hex>.claim-vN.<push time>`` (e.g.
+   ``…claim-v7.20261130T013756Z``; it also lets a listing read every version's
+   push time from the tag list) and lists the tags:
    with no rival claim it takes ``vN`` at once (at most one pusher can see no
    rival); with rivals it waits a settle delay, claims, reads back, and moves on
    to N+1 if another pusher won;
@@ -45,7 +47,7 @@ from .oci import (
     empty_config_descriptor,
 )
 from .reference import validate_tag
-from .store.base import Repository
+from .store.base import Repository, parse_claim_tag
 from .store.layout import LayoutRepository
 
 VERSION_ARTIFACT = "application/vnd.modelreg.version.v1"
@@ -122,6 +124,23 @@ def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_CREATED = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
+
+
+def _stamp(created: str) -> str:
+    """``2026-11-30T01:37:56Z`` as a tag-safe claim stamp ``20261130T013756Z`` ("" if other)."""
+    match = _CREATED.fullmatch(created)
+    if match is None:
+        return ""
+    year, month, day, hour, minute, second = match.groups()
+    return f"{year}{month}{day}T{hour}{minute}{second}Z"
+
+
+def _created(stamp: str) -> str:
+    s = stamp
+    return f"{s[0:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}Z"
+
+
 def publish(
     repository: Repository,
     manifest_bytes: bytes,
@@ -146,8 +165,8 @@ def publish(
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
-        number = _claim_next_version(repository, manifest_bytes, media_type)
         created = created or now_utc()
+        number = _claim_next_version(repository, manifest_bytes, media_type, created)
         _write_record(repository, model, number, created)
         published = Published(number, model.digest, created, existed=False)
     else:
@@ -204,13 +223,13 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     return None
 
 
-def _claim_next_version(repository: Repository, data: bytes, media_type: str) -> int:
+def _claim_next_version(repository: Repository, data: bytes, media_type: str, created: str) -> int:
     for attempt in range(_CLAIM_ATTEMPTS):
         numbers = [
             n for n in (parse_version_tag(t) for t in repository.list_tags()) if n is not None
         ]
         candidate = max(numbers, default=0) + 1
-        if repository.claim_tag(version_tag(candidate), data, media_type):
+        if repository.claim_tag(version_tag(candidate), data, media_type, _stamp(created)):
             return candidate
         time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
     raise ConflictError(
@@ -265,8 +284,8 @@ def repair_versions(repository: Repository) -> list[Published]:
         manifest = Manifest.parse(data)
         if manifest.artifact_type == VERSION_ARTIFACT:
             continue
-        number = _claim_next_version(repository, data, descriptor.media_type)
         created = now_utc()
+        number = _claim_next_version(repository, data, descriptor.media_type, created)
         _write_record(repository, descriptor, number, created)
         repaired.append(Published(number, digest, created, existed=False))
     return repaired
@@ -315,11 +334,19 @@ def list_versions(
             found = repository.resolve(tag)
             return found.digest if found else None
 
+    # a version's push time is also in the name of the claim tag that won it: one
+    # request per version (its manifest) instead of two (manifest and version record)
+    stamped: dict[tuple[str, int], str] = {}
+    for tag in tags:
+        claim = parse_claim_tag(tag)
+        if claim and claim[2] and (claimed := parse_version_tag(claim[1])) is not None:
+            stamped[(claim[0], claimed)] = _created(claim[2])
+
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
         descriptor, data = repository.fetch_manifest(version_tags[number])
         manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
-        created = ""
-        if record_tag(descriptor.digest) in tags:
+        created = stamped.get((descriptor.digest, number), "")
+        if not created and record_tag(descriptor.digest) in tags:
             try:
                 created = _read_record(repository, record_tag(descriptor.digest))[1]
             except (NotFound, IntegrityError):

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import http.client
 import random
-import re
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -30,7 +29,7 @@ from ..errors import (
     RegistryError,
 )
 from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
-from .base import BytesCallback
+from .base import BytesCallback, claim_tag_name, parse_claim_tag
 from .transport import QuickResponse, Transport, read_body
 
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -307,11 +306,12 @@ class RemoteRepository:
                 "the registry rewrote the manifest bytes; modelreg needs byte-exact storage",
             )
 
-    def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+    def claim_tag(self, tag: str, data: bytes, media_type: str, stamp: str = "") -> bool:
         """Create ``tag`` if absent, without compare-and-swap; no waiting when nobody competes.
 
-        Every claimant first writes a claim tag of its own (``sha256-<hex>.claim-<tag>``,
-        named after its digest, so claimants never overwrite each other's), then lists
+        Every claimant first writes a claim tag of its own (``sha256-<hex>.claim-<tag>``
+        and the stamp, named after its digest, so claimants never overwrite each
+        other's), then lists
         the tags. A claimant that sees no other claim for ``tag`` takes it at once: of
         two claimants at least one sees the other's claim (whoever listed later wrote
         its own claim before listing), so at most one ever takes this fast path.
@@ -321,12 +321,13 @@ class RemoteRepository:
         later claimant of the same tag always sees them and never takes the fast path.
         """
         digest = sha256_digest(data)
-        self._put_manifest(claim_tag_name(digest, tag), data, media_type, digest)
+        self._put_manifest(claim_tag_name(digest, tag, stamp), data, media_type, digest)
         tags = self.list_tags()
         if tag in tags:
             current = self.resolve(tag)
             return current is not None and current.digest == digest
-        rivals = [t for t in tags if is_claim_of(t, tag) and t != claim_tag_name(digest, tag)]
+        claims = [parse_claim_tag(t) for t in tags]
+        rivals = [c for c in claims if c is not None and c[1] == tag and c[0] != digest]
         if not rivals:
             self._put_manifest(tag, data, media_type, digest)
             return True
@@ -466,19 +467,6 @@ class _HashingBody:
 
     def digest(self) -> str:
         return f"sha256:{self._hash.hexdigest()}"
-
-
-def claim_tag_name(digest: str, tag: str) -> str:
-    """The tag a claimant with manifest ``digest`` writes before it takes ``tag``."""
-    return f"sha256-{digest.split(':', 1)[1]}.claim-{tag}"
-
-
-_CLAIM = re.compile(r"sha256-[a-f0-9]{64}\.claim-(.+)")
-
-
-def is_claim_of(candidate: str, tag: str) -> bool:
-    match = _CLAIM.fullmatch(candidate)
-    return match is not None and match.group(1) == tag
 
 
 def _with_query(url: str, **params: str) -> str:
