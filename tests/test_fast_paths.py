@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from conftest import unique_repo
 
 from modelreg import api, packing
 from modelreg.store import RegistryOptions, Stores
+from modelreg.store.transport import Transport
 
 
 class AccessLog:
@@ -146,3 +149,36 @@ def test_versions_reads_one_manifest_per_version_and_the_push_time_from_the_tags
         [("GET", f"/v2/{repository}/tags/list?n=1000")]
         + [("GET", f"/v2/{repository}/manifests/v{n}") for n in (1, 2, 3)]
     )
+
+
+def test_quick_requests_after_a_head_are_each_sent_once(registry) -> None:
+    repository = unique_repo()
+    transport = Transport(registry.host, RegistryOptions(), lambda: None)
+    log = AccessLog(registry, repository)
+    for _ in range(3):
+        transport.quick("HEAD", f"/v2/{repository}/manifests/v1", scope="").close()
+        transport.quick("GET", f"/v2/{repository}/tags/list", scope="").close()
+    transport.close()
+    assert [method for method, _ in log.requests()] == ["HEAD", "GET"] * 3
+
+
+def test_push_again_does_not_even_import_requests(
+    stores: Stores, model_dir: Path, registry, home: Path
+) -> None:
+    """Small requests go the quick way, so a no-op push skips requests' import time."""
+    target = f"{registry.host}/{unique_repo()}"
+    api.push(model_dir, target, capture=False, stores=stores)
+    code = (
+        "import sys; from modelreg import api; "
+        "r = api.push(sys.argv[1], sys.argv[2], capture=False); "
+        "print(r.existed, 'requests' in sys.modules)"
+    )
+    src = Path(api.__file__).parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(model_dir), target],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(src), "MODELREG_HOME": str(home)},
+    )
+    assert result.stdout.split() == ["True", "False"]

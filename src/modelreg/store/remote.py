@@ -17,9 +17,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from ..digest import Readable, is_digest, sha256_digest, verify_bytes
 from ..errors import (
@@ -31,6 +29,9 @@ from ..errors import (
 from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
 from .base import BytesCallback, claim_tag_name, parse_claim_tag
 from .transport import QuickResponse, Transport, read_body
+
+if TYPE_CHECKING:
+    import requests
 
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 _SMALL_BLOB = 1 << 20
@@ -163,7 +164,7 @@ class RemoteRepository:
     def _put_whole(self, data: bytes, digest: str) -> None:
         """A monolithic upload: POST, then one PUT with the bytes (small blobs only)."""
         location = self._start_upload()
-        response = self.transport.request(
+        response = self.transport.quick(
             "PUT",
             _with_query(location, digest=digest),
             scope=self._push,
@@ -178,7 +179,7 @@ class RemoteRepository:
         if source_path == self.repository:
             return False
         scope = f"{self._push} repository:{source_path}:pull"
-        response = self.transport.request(
+        response = self.transport.quick(
             "POST",
             self._path("blobs/uploads/")
             + "?"
@@ -194,7 +195,7 @@ class RemoteRepository:
         raise self._error(response, f"mounting blob {digest} from {source_path}")
 
     def _start_upload(self) -> str:
-        response = self.transport.request("POST", self._path("blobs/uploads/"), scope=self._push)
+        response = self.transport.quick("POST", self._path("blobs/uploads/"), scope=self._push)
         response.close()
         location = response.headers.get("Location")
         if response.status_code != 202 or not location:

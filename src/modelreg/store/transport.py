@@ -24,16 +24,16 @@ import json
 import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-import requests.adapters
-import requests.utils
+if TYPE_CHECKING:  # requests is imported on first use: a push that only needs small
+    import requests  # requests (the quick path) never pays for importing it
 
 from ..errors import AuthError, InvalidInput, RegistryError, RegistryUnavailable
 from .credentials import Credentials
@@ -139,12 +139,7 @@ class Transport:
         self._tokens: dict[str, _Token] = {}
         self._lock = threading.Lock()
         self._scheme: str | None = "http" if options.plain_http else None
-        self.session = requests.Session()
-        self.session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = _USER_AGENT
+        self._session: requests.Session | None = None
         self._verify: bool | str = options.ca_cert or True
         self._proxies: dict[str, str] = {}
         self._local = threading.local()
@@ -154,6 +149,25 @@ class Transport:
     # ----- connection ---------------------------------------------------------
 
     @property
+    def session(self) -> requests.Session:
+        """The requests session for everything but the quick path, made on first use."""
+        with self._lock:
+            if self._session is None:
+                import requests
+                import requests.adapters
+
+                session = requests.Session()
+                session.trust_env = False
+                adapter = requests.adapters.HTTPAdapter(
+                    pool_connections=4, pool_maxsize=32, max_retries=0
+                )
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.headers["User-Agent"] = _USER_AGENT
+                self._session = session
+            return self._session
+
+    @property
     def base_url(self) -> str:
         if self._scheme is None:
             self._scheme = self._probe_scheme()
@@ -161,23 +175,39 @@ class Transport:
 
     def _probe_scheme(self) -> str:
         if not is_loopback(self.host):
-            self._proxies = requests.utils.get_environ_proxies(f"https://{self.host}/v2/")
+            self._proxies = _environ_proxies(self.host)
             return "https"
+        # a loopback registry may speak plain HTTP: try a TLS handshake
+        name, port = _host_and_port(self.host)
         try:
-            self.session.get(
-                f"https://{self.host}/v2/", timeout=self.options.timeout, verify=self._verify
-            ).close()
-            return "https"
-        except requests.exceptions.SSLError as exc:
+            with (
+                socket.create_connection((name, port), timeout=self.options.timeout) as raw,
+                self._tls_context().wrap_socket(raw, server_hostname=name),
+            ):
+                return "https"
+        except ssl.SSLError as exc:
             if _speaks_plain_http(exc):
                 return "http"
             raise RegistryUnavailable(
                 f"TLS with registry {self.host} failed: {_short_reason(exc)}",
                 "pass --ca-cert (or set MODELREG_CA_CERT) with the CA that signed its certificate",
             ) from None
-        except requests.exceptions.ConnectionError:
-            # nothing listens on HTTPS: let the real request report it over plain HTTP
+        except OSError:
+            # nothing listens there: let the real request report it over plain HTTP
             return "http"
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Verification as requests does it: the given CA bundle, else certifi's."""
+        with self._lock:
+            if self._ssl_context is None:
+                if isinstance(self._verify, str):
+                    cafile = self._verify
+                else:
+                    import certifi  # what requests verifies against by default
+
+                    cafile = certifi.where()
+                self._ssl_context = ssl.create_default_context(cafile=cafile)
+            return self._ssl_context
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
@@ -202,6 +232,8 @@ class Transport:
         ``bulk`` requests (blob bodies) may go quiet for ``read_timeout``; every other
         request must answer within three times the connect ``timeout``.
         """
+        import requests
+
         deadline = time.monotonic() + self.options.timeout
         read_timeout = self.options.read_timeout if bulk else 3 * self.options.timeout
         attempt = 0
@@ -302,7 +334,9 @@ class Transport:
             try:
                 connection.request(method, target, body=data, headers=send)
                 answer = connection.getresponse()
-                body = b"" if method == "HEAD" else answer.read(QUICK_LIMIT + 1)
+                # read even a HEAD answer (b""): http.client refuses the next response on
+                # this connection until this one is closed
+                body = answer.read(QUICK_LIMIT + 1)
             except (OSError, http.client.HTTPException):
                 connection.close()
                 continue
@@ -325,15 +359,8 @@ class Transport:
         scheme, _, netloc = self.base_url.partition("://")
         timeout = 3 * self.options.timeout
         if scheme == "https":
-            if self._ssl_context is None:
-                cafile = (
-                    self._verify
-                    if isinstance(self._verify, str)
-                    else requests.utils.DEFAULT_CA_BUNDLE_PATH
-                )
-                self._ssl_context = ssl.create_default_context(cafile=cafile)
             connection = http.client.HTTPSConnection(
-                netloc, timeout=timeout, context=self._ssl_context
+                netloc, timeout=timeout, context=self._tls_context()
             )
         else:
             connection = http.client.HTTPConnection(netloc, timeout=timeout)
@@ -410,6 +437,8 @@ class Transport:
         if challenged and challenged not in scopes:
             scopes.append(challenged)
         params.extend(("scope", s) for s in scopes)
+        import requests
+
         headers = {}
         creds = self.credentials()
         if creds:
@@ -447,7 +476,8 @@ class Transport:
             self._tokens[scope] = _Token(value, time.monotonic() + max(lifetime - 10, 5))
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
         with self._lock:
             connections, self._quick_connections = self._quick_connections, []
         for connection in connections:
@@ -478,14 +508,10 @@ class QuickResponse:
 
     @property
     def links(self) -> dict[str, dict[str, str]]:
-        header = self.headers.get("Link")
-        if not header:
-            return {}
         found: dict[str, dict[str, str]] = {}
-        for link in requests.utils.parse_header_links(header):
-            key = link.get("rel") or link.get("url")
-            if key:
-                found[key] = link
+        for url, params in _LINK.findall(self.headers.get("Link") or ""):
+            rel = re.search(r'rel\s*=\s*"?([^";]+)"?', params)
+            found[rel.group(1).strip() if rel else url] = {"url": url}
         return found
 
     def json(self) -> Any:
@@ -499,6 +525,28 @@ class QuickResponse:
 class _QuickRequest:
     method: str
     url: str
+
+
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
+
+
+def _host_and_port(host: str) -> tuple[str, int]:
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, int(rest[1:]) if rest.startswith(":") else 443
+    name, _, port = host.partition(":")
+    return name, int(port) if port else 443
+
+
+def _environ_proxies(host: str) -> dict[str, str]:
+    """The proxies requests would use for ``https://host`` (from the environment)."""
+    import urllib.request
+
+    if not urllib.request.getproxies():
+        return {}
+    import requests.utils
+
+    return dict(requests.utils.get_environ_proxies(f"https://{host}/v2/"))
 
 
 def _speaks_plain_http(exc: Exception) -> bool:
