@@ -16,6 +16,7 @@ import pytest
 from conftest import unique_repo
 
 from modelreg import api, packing
+from modelreg.errors import RegistryUnavailable
 from modelreg.store import RegistryOptions, Stores
 from modelreg.store.transport import Transport
 
@@ -182,3 +183,19 @@ def test_push_again_does_not_even_import_requests(
         env={**os.environ, "PYTHONPATH": str(src), "MODELREG_HOME": str(home)},
     )
     assert result.stdout.split() == ["True", "False"]
+
+
+def test_an_untrusted_tls_registry_is_refused_with_the_tls_hint(
+    make_registry, model_dir: Path, tmp_path: Path
+) -> None:
+    """The loopback scheme probe does not verify; the requests after it do, and say so."""
+    import services
+
+    cert, key = services.make_tls_cert(tmp_path / "tls")
+    registry = make_registry(tls=(cert, key))
+    stores = Stores(home=tmp_path / "home", options=RegistryOptions(timeout=2))
+    with pytest.raises(RegistryUnavailable) as caught:
+        api.push(model_dir, f"{registry.host}/{unique_repo()}", capture=False, stores=stores)
+    assert "TLS" in caught.value.message and "certificate verify failed" in caught.value.message
+    assert caught.value.hint and "--ca-cert" in caught.value.hint
+    stores.close()

@@ -31,7 +31,6 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -268,6 +267,8 @@ def _version_targets(repository: Repository) -> dict[int, str]:
         mapping = repository.tag_map()
         return {n: mapping[t].digest for t in tags if (n := parse_version_tag(t)) is not None}
     numbers = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
+    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
+
     with ThreadPoolExecutor(_WORKERS) as pool:
         resolved = dict(zip(numbers, pool.map(repository.resolve, numbers.values()), strict=True))
     return {n: d.digest for n, d in resolved.items() if d is not None}
@@ -352,6 +353,8 @@ def list_versions(
             except (NotFound, IntegrityError):
                 created = ""
         return number, descriptor, manifest, created
+
+    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
 
     with ThreadPoolExecutor(_WORKERS) as pool:
         named_digests = dict(zip(named, pool.map(digest_of_tag, named), strict=True))

@@ -177,12 +177,17 @@ class Transport:
         if not is_loopback(self.host):
             self._proxies = _environ_proxies(self.host)
             return "https"
-        # a loopback registry may speak plain HTTP: try a TLS handshake
+        # a loopback registry may speak plain HTTP: try a TLS handshake. Certificates are
+        # not checked here (loading a CA bundle costs more than the handshake): the
+        # requests that follow verify them, and fail with the same TLS error
         name, port = _host_and_port(self.host)
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        probe.check_hostname = False
+        probe.verify_mode = ssl.CERT_NONE
         try:
             with (
                 socket.create_connection((name, port), timeout=self.options.timeout) as raw,
-                self._tls_context().wrap_socket(raw, server_hostname=name),
+                probe.wrap_socket(raw, server_hostname=name),
             ):
                 return "https"
         except ssl.SSLError as exc:
