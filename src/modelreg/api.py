@@ -11,12 +11,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import lineage as lineage_mod
 from .errors import IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
-from .lineage import Lineage
 from .oci import ANNOTATION_TITLE, Manifest
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference
@@ -47,6 +45,9 @@ from .versions import (
     stage_names,
     tag_alias,
 )
+
+if TYPE_CHECKING:  # lineage is imported by the calls that use it: pull and versions do not
+    from .lineage import Lineage
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -113,6 +114,8 @@ def push(
     instead. Pushing the same files with the same lineage again reports the
     existing version.
     """
+    from . import lineage as lineage_mod
+
     stores = stores or Stores()
     target = _reference(repository)
     if target.digest:
@@ -136,6 +139,7 @@ def push(
     meta: list[LayerPlan] = []
 
     def store_blob(name: str, content: bytes) -> str:
+
         plan, digest = meta_layer(name, content)
         meta.append(plan)
         return digest
@@ -250,6 +254,8 @@ class ModelInfo:
         return f"{self.repository}@{self.digest}"
 
     def to_dict(self) -> dict[str, Any]:
+        from . import lineage as lineage_mod
+
         return {
             "repository": self.repository,
             "digest": self.digest,
@@ -295,6 +301,7 @@ def inspect(
 
 def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
     """The lineage in a manifest; blobs it names (large params) are fetched on demand."""
+    from . import lineage as lineage_mod
 
     def load_blob(digest: str) -> bytes:
         return _meta_blob_content(repository, manifest, digest)
@@ -372,12 +379,14 @@ def versions(
     """Every version of a repository, optionally filtered by lineage conditions."""
     stores = stores or Stores()
     ref = _reference(repository)
+    if not where:
+        return list_versions(stores.repository(ref))
+    from . import lineage as lineage_mod  # only filters need it
+
     conditions = [lineage_mod.parse_where(expr) for expr in where]
     repo = stores.repository(ref)
 
     def matches(info: VersionInfo) -> bool:
-        if not conditions:
-            return True
         facts = lineage_mod.lineage_as_dict(lineage_mod.from_annotations(info.annotations))
         return all(condition.matches(facts) for condition in conditions)
 
@@ -388,6 +397,8 @@ def diff(
     first: str | Reference, second: str | Reference, *, stores: Stores | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """What changed from ``first`` to ``second``, grouped by lineage part and files."""
+    from . import lineage as lineage_mod
+
     stores = stores or Stores()
     sides = []
     for reference in (first, second):
@@ -422,6 +433,8 @@ def diff(
 
 
 def _change(path: str, before: Any, after: Any) -> dict[str, Any]:
+    from . import lineage as lineage_mod
+
     def plain(value: Any) -> Any:
         return None if value is lineage_mod.MISSING else value
 
