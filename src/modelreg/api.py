@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
-from .oci import ANNOTATION_TITLE, Manifest
+from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference
 from .store import Stores, credentials
@@ -173,6 +173,7 @@ def push(
         cache=cache,
         progress=progress,
         push_manifest=False,  # publish pushes it, under its anchor tag
+        extra_blobs=[EMPTY_JSON_BYTES],  # the version record's, mounted like the rest
     )
     looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
     published = publish(
@@ -181,6 +182,7 @@ def push(
         pushed.descriptor.media_type,
         aliases=aliases,
         unversioned=looked_up and found is None,
+        record_blob_present=True,
     )
     return PushResult(
         repository=repo.name,

@@ -93,13 +93,16 @@ def push_model(
     cache: DigestCache | None = None,
     progress: Progress | None = None,
     push_manifest: bool = True,
+    extra_blobs: Sequence[bytes] = (),
 ) -> PushedImage:
     """Push the files at ``path`` as an untagged image manifest; return it.
 
     The manifest is a function of the file names, modes and contents and of
     ``annotations`` only, so the same inputs give the same digest anywhere.
     With ``push_manifest=False`` the blobs are pushed and the manifest only
-    built: the caller pushes it (under a tag) itself.
+    built: the caller pushes it (under a tag) itself. ``extra_blobs`` are small
+    blobs the caller will reference next (mounted like the rest when the registry
+    holds them elsewhere).
     """
     cache = cache or DigestCache(None)
     report = progress or _silent
@@ -112,7 +115,8 @@ def push_model(
         uploaded += sent
         digests.append(digest)
     config, manifest, data = _image(layers, digests, annotations, cache)
-    _push_small(repository, config, cache)
+    for blob in [config, *extra_blobs]:
+        _push_small(repository, blob, cache)
     if push_manifest:
         descriptor = repository.push_manifest(data, IMAGE_MANIFEST)
     else:

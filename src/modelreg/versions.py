@@ -148,25 +148,27 @@ def publish(
     aliases: Sequence[str] = (),
     created: str | None = None,
     unversioned: bool = False,
+    record_blob_present: bool = False,
 ) -> Published:
     """Give a manifest its version (or find the one it has) and its aliases.
 
     The manifest is pushed here, under its anchor tag, unless it already has a
     version. ``unversioned`` says the caller has just seen (``find_version``)
-    that it has none, so it is not looked up again.
+    that it has none, so it is not looked up again. ``record_blob_present`` says
+    the caller has put the version record's empty JSON blob in the repository.
     """
     model = Descriptor(media_type, sha256_digest(manifest_bytes), len(manifest_bytes))
     existing = None if unversioned else find_version(repository, model.digest)
     if existing is not None and not existing.created:
         # the claim landed but the record did not: finish that publish now
         created = created or now_utc()
-        _write_record(repository, model, existing.version, created)
+        _write_record(repository, model, existing.version, created, record_blob_present)
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
         created = created or now_utc()
         number = _claim_next_version(repository, manifest_bytes, media_type, created)
-        _write_record(repository, model, number, created)
+        _write_record(repository, model, number, created, record_blob_present)
         published = Published(number, model.digest, created, existed=False)
     else:
         published = existing
@@ -237,9 +239,15 @@ def _claim_next_version(repository: Repository, data: bytes, media_type: str, cr
     )
 
 
-def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+def _write_record(
+    repository: Repository,
+    model: Descriptor,
+    number: int,
+    created: str,
+    blob_present: bool = False,
+) -> None:
     empty = empty_config_descriptor()
-    if not repository.has_blob(empty.digest):
+    if not blob_present and not repository.has_blob(empty.digest):
         repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
     record = Manifest(
         config=empty,
