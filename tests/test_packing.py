@@ -195,6 +195,73 @@ def test_garbage_is_not_a_tar(tmp_path: Path) -> None:
         unpack_layer(io.BytesIO(b"\x01" * 1024), tmp_path)
 
 
+class ReadOnly:
+    """A stream with ``read`` and nothing else (no ``readinto``), like some wrappers."""
+
+    def __init__(self, data: bytes, step: int = 7) -> None:
+        self._data = io.BytesIO(data)
+        self._step = step
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._data.read(min(size, self._step) if size >= 0 else self._step)
+
+
+def archive_in(fmt: int, *members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("short_reads", [False, True])
+def test_long_names_in_every_tar_format_extract(
+    tmp_path: Path, fmt: int, short_reads: bool
+) -> None:
+    deep = "model/" + "/".join(["d" * 40] * 3) + "/weights-" + "é" * 3 + ".bin"
+    if fmt == tarfile.USTAR_FORMAT:
+        deep = "model/" + "/".join(["d" * 40] * 3) + "/w.bin"  # ustar: prefix + name, ASCII
+    body = os.urandom(5000)
+    data = archive_in(fmt, (member("model/", tarfile.DIRTYPE), None), (member(deep), body))
+    out = tmp_path / "out"
+    out.mkdir()
+    stream = ReadOnly(data) if short_reads else io.BytesIO(data)
+    names = unpack_layer(stream, out)
+    relative = deep.removeprefix("model/")
+    assert names == [relative]
+    assert (out / relative).read_bytes() == body
+
+
+def test_sparse_files_are_refused(tmp_path: Path) -> None:
+    sparse = member("model/holes")
+    sparse.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+    with pytest.raises(IntegrityError, match="sparse"):
+        unpack_layer(io.BytesIO(tar_with((sparse, b"x"))), tmp_path)
+
+
+@pytest.mark.parametrize("cut", [100, 512 + 10, 512 + 4000])
+def test_truncated_layer_is_refused(tmp_path: Path, cut: int) -> None:
+    data = tar_with((member("model/x"), os.urandom(8000)))
+    with pytest.raises(IntegrityError, match="not a valid tar"):
+        unpack_layer(io.BytesIO(data[:cut]), tmp_path)
+
+
+def test_verifying_reader_readinto_hashes_what_it_fills() -> None:
+    data = os.urandom(3 * 4096 + 5)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    for stream in (io.BytesIO(data), ReadOnly(data, step=1000)):
+        reader = VerifyingReader(stream, digest, len(data), "blob")
+        buffer = bytearray(4096)
+        got = b""
+        while count := reader.readinto(buffer):
+            got += bytes(buffer[:count])
+        reader.finish()
+        assert got == data
+
+
 def test_verifying_reader_catches_substitution() -> None:
     good = tar_with((member("model/x"), b"good"))
     digest = "sha256:" + hashlib.sha256(good).hexdigest()

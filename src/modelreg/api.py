@@ -13,15 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import lineage as lineage_mod
 from . import mirror as mirror_mod
 from . import retention, stages
 from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
-from .lineage import Lineage
-from .oci import ANNOTATION_TITLE, Manifest
+from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
 from .packing import LayerPlan, read_single_file
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .promotion import record_tag
@@ -33,8 +31,10 @@ from .store.transport import Transport
 from .transfer import (
     ANNOTATION_FILES,
     Progress,
+    TransferEvent,
     copy_manifest,
     fetch_model_manifest,
+    known_image,
     meta_layer,
     model_layers,
     pull_model,
@@ -58,6 +58,9 @@ from .versions import (
     tag_alias,
 )
 from .versions import unversioned as unversioned_digests
+
+if TYPE_CHECKING:  # lineage is imported by the calls that use it: pull and versions do not
+    from .lineage import Lineage
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -128,6 +131,8 @@ def push(
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
     """
+    from . import lineage as lineage_mod
+
     stores = stores or Stores()
     target = _reference(repository)
     if target.digest:
@@ -165,11 +170,30 @@ def push(
     meta: list[LayerPlan] = []
 
     def store_blob(name: str, content: bytes) -> str:
+
         plan, digest = meta_layer(name, content)
         meta.append(plan)
         return digest
 
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
+    # every digest known from the cache: the manifest is known before anything is sent,
+    # and a push of a model that already has its version is two reads
+    known = known_image(Path(path), annotations=manifest_annotations, meta_layers=meta, cache=cache)
+    found = find_version(repo, known.descriptor.digest) if known else None
+    if known and found and found.created and not aliases:
+        report = progress or (lambda _: None)
+        for layer in known.manifest.layers:
+            title = layer.annotations.get(ANNOTATION_TITLE, layer.digest)
+            report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
+        return PushResult(
+            repository=repo.name,
+            digest=found.digest,
+            version=found.version,
+            created=found.created,
+            existed=True,
+            size=sum(layer.size for layer in known.manifest.layers),
+            uploaded=0,
+        )
     pushed = push_model(
         repo,
         Path(path),
@@ -177,8 +201,18 @@ def push(
         meta_layers=meta,
         cache=cache,
         progress=progress,
+        push_manifest=False,  # publish pushes it, under its anchor tag
+        extra_blobs=[EMPTY_JSON_BYTES],  # the version record's, mounted like the rest
     )
-    published = publish(repo, pushed.manifest_bytes, pushed.descriptor.media_type, aliases=aliases)
+    looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
+    published = publish(
+        repo,
+        pushed.manifest_bytes,
+        pushed.descriptor.media_type,
+        aliases=aliases,
+        unversioned=looked_up and found is None,
+        record_blob_present=True,
+    )
     return PushResult(
         repository=repo.name,
         digest=published.digest,
@@ -284,6 +318,8 @@ class ModelInfo:
 
     def lineage_dict(self) -> dict[str, Any] | None:
         """The lineage as JSON data, with the freeze list under environment.packages."""
+        from . import lineage as lineage_mod
+
         if self.lineage is None:
             return None
         facts = lineage_mod.lineage_as_dict(self.lineage)
@@ -292,6 +328,8 @@ class ModelInfo:
         return facts
 
     def to_dict(self) -> dict[str, Any]:
+        from . import lineage as lineage_mod
+
         return {
             "repository": self.repository,
             "digest": self.digest,
@@ -343,6 +381,7 @@ def inspect(
 
 def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
     """The lineage in a manifest; blobs it names (large params) are fetched on demand."""
+    from . import lineage as lineage_mod
 
     def load_blob(digest: str) -> bytes:
         return _meta_blob_content(repository, manifest, digest)
@@ -481,12 +520,14 @@ def versions(
     """Every version of a repository, optionally filtered by lineage conditions."""
     stores = stores or Stores()
     ref = _reference(repository)
+    if not where:
+        return list_versions(stores.repository(ref))
+    from . import lineage as lineage_mod  # only filters need it
+
     conditions = [lineage_mod.parse_where(expr) for expr in where]
     repo = stores.repository(ref)
 
     def matches(info: VersionInfo) -> bool:
-        if not conditions:
-            return True
         facts = lineage_mod.lineage_as_dict(lineage_mod.from_annotations(info.annotations))
         return all(condition.matches(facts) for condition in conditions)
 
@@ -501,6 +542,8 @@ def diff(
     stores: Stores | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """What changed from ``first`` to ``second``, grouped by lineage part and files."""
+    from . import lineage as lineage_mod
+
     stores = stores or Stores()
     sides = []
     for reference in (first, second):
@@ -535,6 +578,8 @@ def diff(
 
 
 def _change(path: str, before: Any, after: Any) -> dict[str, Any]:
+    from . import lineage as lineage_mod
+
     def plain(value: Any) -> Any:
         return None if value is lineage_mod.MISSING else value
 

@@ -84,6 +84,25 @@ class VerifyingReader:
         self._hash.update(data)
         return data
 
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        """Fill (part of) ``buffer`` from the stream, without an intermediate copy if it can."""
+        view = memoryview(buffer)
+        remaining = self._size - self._read
+        if remaining <= 0:
+            return 0
+        if len(view) > remaining:
+            view = view[:remaining]
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            count = int(readinto(view) or 0)
+        else:
+            data = self._raw.read(len(view))
+            count = len(data)
+            view[:count] = data
+        self._read += count
+        self._hash.update(view[:count])
+        return count
+
     @property
     def bytes_read(self) -> int:
         return self._read

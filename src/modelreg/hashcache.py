@@ -50,6 +50,9 @@ class DigestCache:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self._path, timeout=10, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
+                # a cache: losing the last writes to a power cut is fine, an fsync per
+                # commit (several per push) is not; WAL stays consistent either way
+                db.execute("PRAGMA synchronous=NORMAL")
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS digests"
                     " (key TEXT PRIMARY KEY, digest TEXT NOT NULL)"

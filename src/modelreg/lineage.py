@@ -68,19 +68,16 @@ import dataclasses
 import datetime
 import enum
 import hashlib
-import importlib.metadata
 import json
 import math
 import numbers
 import operator
 import os
-import platform
 import re
 import shutil
 import stat
 import subprocess
 import sys
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -777,6 +774,8 @@ def capture_environment() -> tuple[Environment, bytes]:
         if name in _ACCELERATOR_PACKAGES or name.startswith(_ACCELERATOR_PREFIXES)
     }
     accelerators.update(_nvidia_smi())
+    import platform  # here, not at module import: only environment capture needs it
+
     environment = Environment(
         python=platform.python_version(),
         platform=_oci_platform(sys.platform, platform.machine()),
@@ -791,6 +790,8 @@ def _normalize_name(name: str) -> str:
 
 
 def _installed_distributions() -> dict[str, str]:
+    import importlib.metadata  # here: ~20 ms of imports a push with capture=False never needs
+
     installed: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         try:
@@ -1071,6 +1072,8 @@ def _load_mapping_file(path: Path, what: str) -> dict[Any, Any]:
     if suffix == ".json":
         data = _parse_json_text(text, path, what)
     elif suffix == ".toml":
+        import tomllib
+
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:

@@ -92,29 +92,75 @@ def push_model(
     meta_layers: Sequence[LayerPlan] = (),
     cache: DigestCache | None = None,
     progress: Progress | None = None,
+    push_manifest: bool = True,
+    extra_blobs: Sequence[bytes] = (),
 ) -> PushedImage:
     """Push the files at ``path`` as an untagged image manifest; return it.
 
     The manifest is a function of the file names, modes and contents and of
     ``annotations`` only, so the same inputs give the same digest anywhere.
+    With ``push_manifest=False`` the blobs are pushed and the manifest only
+    built: the caller pushes it (under a tag) itself. ``extra_blobs`` are small
+    blobs the caller will reference next (mounted like the rest when the registry
+    holds them elsewhere).
     """
     cache = cache or DigestCache(None)
     report = progress or _silent
-    layers = plan_layers(scan_model(path))
-    _check_annotation_budget(annotations, len(layers) + len(meta_layers))
-    descriptors: list[Descriptor] = []
+    layers = [*plan_layers(scan_model(path)), *meta_layers]
+    _check_annotation_budget(annotations, len(layers))
+    digests: list[str] = []
     uploaded = 0
-    for plan in [*layers, *meta_layers]:
+    for plan in layers:
         digest, sent = _push_layer(repository, plan, cache, report)
         uploaded += sent
-        descriptors.append(
-            Descriptor(LAYER_TAR, digest, plan.size, _layer_annotations(plan, cache))
-        )
-    config = image_config([d.digest for d in descriptors], annotations)
-    config_digest = _push_small(repository, config)
+        digests.append(digest)
+    config, manifest, data = _image(layers, digests, annotations, cache)
+    for blob in [config, *extra_blobs]:
+        _push_small(repository, blob, cache)
+    if push_manifest:
+        descriptor = repository.push_manifest(data, IMAGE_MANIFEST)
+    else:
+        descriptor = Descriptor(IMAGE_MANIFEST, sha256_digest(data), len(data))
+    return PushedImage(descriptor, manifest, data, uploaded)
+
+
+def known_image(
+    path: Path,
+    *,
+    annotations: Mapping[str, str],
+    meta_layers: Sequence[LayerPlan] = (),
+    cache: DigestCache,
+) -> PushedImage | None:
+    """The image ``push_model`` would push, if every layer digest is known without reading
+    a file (from the digest cache); None otherwise. Talks to no store."""
+    layers = [*plan_layers(scan_model(path)), *meta_layers]
+    digests = []
+    for plan in layers:
+        known = _known_digest(plan, cache)[1]
+        if known is None:
+            return None
+        digests.append(known)
+    _check_annotation_budget(annotations, len(layers))
+    _, manifest, data = _image(layers, digests, annotations, cache)
+    descriptor = Descriptor(IMAGE_MANIFEST, sha256_digest(data), len(data))
+    return PushedImage(descriptor, manifest, data, 0)
+
+
+def _image(
+    layers: Sequence[LayerPlan],
+    digests: Sequence[str],
+    annotations: Mapping[str, str],
+    cache: DigestCache,
+) -> tuple[bytes, Manifest, bytes]:
+    """Config bytes, manifest and manifest bytes for layers with these digests."""
+    descriptors = tuple(
+        Descriptor(LAYER_TAR, digest, plan.size, _layer_annotations(plan, cache))
+        for plan, digest in zip(layers, digests, strict=True)
+    )
+    config = image_config(list(digests), annotations)
     manifest = Manifest(
-        config=Descriptor(IMAGE_CONFIG, config_digest, len(config)),
-        layers=tuple(descriptors),
+        config=Descriptor(IMAGE_CONFIG, sha256_digest(config), len(config)),
+        layers=descriptors,
         annotations=dict(annotations),
         artifact_type=MODEL_ARTIFACT,
     )
@@ -125,8 +171,7 @@ def push_model(
             "registries accept",
             "shorten the annotations or description",
         )
-    descriptor = repository.push_manifest(data, IMAGE_MANIFEST)
-    return PushedImage(descriptor, manifest, data, uploaded)
+    return config, manifest, data
 
 
 def _check_annotation_budget(annotations: Mapping[str, str], layer_count: int) -> None:
@@ -155,12 +200,19 @@ def _layer_annotations(plan: LayerPlan, cache: DigestCache) -> dict[str, str]:
     return annotations
 
 
+def _known_digest(plan: LayerPlan, cache: DigestCache) -> tuple[str | None, str | None]:
+    """The layer's cache key (None for in-memory layers) and its digest when known."""
+    sources = [f.source for f in plan.files if f.source is not None]
+    if not sources:
+        return None, sha256_digest(b"".join(plan))
+    key = fingerprint("layer", sources, plan.header_digest)
+    return key, cache.get(key)
+
+
 def _push_layer(
     repository: Repository, plan: LayerPlan, cache: DigestCache, report: Progress
 ) -> tuple[str, int]:
-    sources = [f.source for f in plan.files if f.source is not None]
-    key = fingerprint("layer", sources, plan.header_digest) if sources else None
-    known = cache.get(key) if key else sha256_digest(b"".join(plan))
+    key, known = _known_digest(plan, cache)
     reused = _reuse_blob(repository, known, cache) if known else None
     if known and reused:
         report(TransferEvent(reused, plan.title, known, plan.size, plan.size))
@@ -173,6 +225,7 @@ def _push_layer(
         report(TransferEvent("upload", plan.title, known, done, plan.size))
 
     digest = repository.push_blob(plan, plan.size, known, on_bytes=advance)
+    sources = [f.source for f in plan.files if f.source is not None]
     if key and fingerprint("layer", sources, plan.header_digest) == key:
         cache.put(key, digest)
     cache.remember_location(digest, repository.store_id, repository.path_in_store)
@@ -181,20 +234,31 @@ def _push_layer(
 
 
 def _reuse_blob(repository: Repository, digest: str, cache: DigestCache) -> str | None:
-    """ "exists" or "mounted" (from a sibling repository) when no upload is needed."""
-    if repository.has_blob(digest):
+    """ "exists" or "mounted" (from a sibling repository) when no upload is needed.
+
+    A blob last seen in other repositories of the same store is mounted straight
+    away (one request; a mount of a blob the repository already has succeeds too);
+    otherwise the repository is asked whether it has it.
+    """
+    here = repository.path_in_store
+    locations = cache.locations(digest, repository.store_id)
+    others = [source for source in locations if source != here]
+    if here in locations and repository.has_blob(digest):
         return "exists"
-    for source in cache.locations(digest, repository.store_id):
+    for source in others:
         if repository.mount_blob(digest, source):
-            cache.remember_location(digest, repository.store_id, repository.path_in_store)
+            cache.remember_location(digest, repository.store_id, here)
             return "mounted"
+    if here not in locations and repository.has_blob(digest):
+        return "exists"
     return None
 
 
-def _push_small(repository: Repository, data: bytes) -> str:
+def _push_small(repository: Repository, data: bytes, cache: DigestCache) -> str:
     digest = sha256_digest(data)
-    if not repository.has_blob(digest):
+    if not _reuse_blob(repository, digest, cache):
         repository.push_blob([data], len(data), digest)
+        cache.remember_location(digest, repository.store_id, repository.path_in_store)
     return digest
 
 
@@ -332,11 +396,24 @@ class _Counting:
 
     def read(self, size: int = -1, /) -> bytes:
         data: bytes = self._raw.read(size)  # type: ignore[attr-defined]
-        self._total += len(data)
-        if self._total - self._last >= CHUNK or not data:
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        count = int(readinto(buffer) or 0)
+        self._count(count)
+        return count
+
+    def _count(self, count: int) -> None:
+        self._total += count
+        if self._total - self._last >= CHUNK or not count:
             self._last = self._total
             self._on_total(self._total)
-        return data
 
 
 def read_small_blob(repository: Repository, descriptor: Descriptor, limit: int) -> bytes:

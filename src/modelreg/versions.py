@@ -6,9 +6,14 @@ Tags a pushed model gets, in this order:
    reachable (and out of registry garbage collection) whatever happens next;
 2. ``vN`` — the version, claimed with ``Repository.claim_tag`` for N = highest
    version tag + 1: create-if-absent, exact on the local store (under the
-   repository's flock); on a registry (no compare-and-swap) check that the tag
-   is absent, write it, wait a settle delay (``RegistryOptions.settle``, 0.3-0.6 s,
-   ``MODELREG_SETTLE``), read it back, and move on to N+1 if another pusher won;
+   repository's flock). On a registry (no compare-and-swap) the pusher first
+   writes its own claim tag ``sha256-<hex>.claim-vN.<push time>`` and lists the
+   tags: with no rival claim it takes ``vN`` at once (of two claimants, the one
+   that listed later sees the other's claim, so at most one takes this path);
+   with rivals it waits a settle delay (``RegistryOptions.settle``, 0.3-0.6 s,
+   ``MODELREG_SETTLE``), claims, reads back, and moves on to N+1 if another
+   pusher won. The claim tag also lets a listing read the push time from the
+   tag list;
 3. ``sha256-<hex>.version`` — the version record: a small artifact whose
    ``subject`` is the model, holding N and the push time. Its presence means
    the push finished; pushing the same digest again reads it and reports N;
@@ -17,12 +22,12 @@ Tags a pushed model gets, in this order:
    number (and rewrites its record) instead of reporting a version it lost.
 
 A version tag is never moved or reused by modelreg. The limit of a registry
-without compare-and-swap: a pusher that stalls between its existence check and
-its tag write for longer than another pusher's settle delay, record write and
-final read can still overwrite that pusher's version, which then names the
-stalled pusher's model. Even then nothing is lost: the anchor keeps the
-overwritten digest reachable, and ``repair_versions`` (``modelreg versions
---repair``) or simply pushing that model again gives it the next free number.
+without compare-and-swap: a pusher that stalls between its check and its tag
+write for longer than another pusher's settle delay, record write and final read
+can still overwrite that pusher's version, which then names the stalled pusher's
+model. Even then nothing is lost: the anchor keeps the overwritten digest
+reachable, and ``repair_versions`` (``modelreg versions --repair``) or simply
+pushing that model again gives it the next free number.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +51,7 @@ from .oci import (
     empty_config_descriptor,
 )
 from .reference import validate_tag
-from .store.base import Repository
+from .store.base import Repository, parse_claim_tag
 from .store.layout import LayoutRepository
 
 VERSION_ARTIFACT = "application/vnd.modelreg.version.v1"
@@ -140,6 +144,23 @@ def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_CREATED = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
+
+
+def _stamp(created: str) -> str:
+    """``2026-11-30T01:37:56Z`` as a tag-safe claim stamp ``20261130T013756Z`` ("" if other)."""
+    match = _CREATED.fullmatch(created)
+    if match is None:
+        return ""
+    year, month, day, hour, minute, second = match.groups()
+    return f"{year}{month}{day}T{hour}{minute}{second}Z"
+
+
+def _created(stamp: str) -> str:
+    s = stamp
+    return f"{s[0:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}Z"
+
+
 def publish(
     repository: Repository,
     manifest_bytes: bytes,
@@ -147,19 +168,27 @@ def publish(
     *,
     aliases: Sequence[str] = (),
     created: str | None = None,
+    unversioned: bool = False,
+    record_blob_present: bool = False,
 ) -> Published:
-    """Give a pushed manifest its version (or find the one it has) and its aliases."""
+    """Give a manifest its version (or find the one it has) and its aliases.
+
+    The manifest is pushed here, under its anchor tag, unless it already has a
+    version. ``unversioned`` says the caller has just seen (``find_version``)
+    that it has none, so it is not looked up again. ``record_blob_present`` says
+    the caller has put the version record's empty JSON blob in the repository.
+    """
     model = Descriptor(media_type, sha256_digest(manifest_bytes), len(manifest_bytes))
-    existing = find_version(repository, model.digest)
+    existing = None if unversioned else find_version(repository, model.digest)
     if existing is not None and not existing.created:
         # the claim landed but the record did not: finish that publish now
         created = created or now_utc()
-        _write_record(repository, model, existing.version, created)
+        _write_record(repository, model, existing.version, created, record_blob_present)
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
         created = created or now_utc()
-        number = _claim_and_record(repository, model, manifest_bytes, created)
+        number = _claim_and_record(repository, model, manifest_bytes, created, record_blob_present)
         published = Published(number, model.digest, created, existed=False)
     else:
         published = existing
@@ -198,9 +227,11 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     ``created`` is empty when the version tag exists but its record does not (a
     publish interrupted between the two).
     """
-    record = repository.resolve(record_tag(digest))
-    if record is not None:
+    try:
         number, created = _read_record(repository, record_tag(digest))
+    except NotFound:
+        pass
+    else:
         target = repository.resolve(version_tag(number))
         if target is not None and target.digest == digest:
             return Published(number, digest, created, existed=True)
@@ -213,7 +244,13 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     return None
 
 
-def _claim_and_record(repository: Repository, model: Descriptor, data: bytes, created: str) -> int:
+def _claim_and_record(
+    repository: Repository,
+    model: Descriptor,
+    data: bytes,
+    created: str,
+    blob_present: bool = False,
+) -> int:
     """Claim the next free number, write the record, and confirm the claim still holds.
 
     The confirmation, one read after the record write, catches a writer that stalled
@@ -222,8 +259,8 @@ def _claim_and_record(repository: Repository, model: Descriptor, data: bytes, cr
     pusher claims the next number instead of reporting a version it lost.
     """
     for _ in range(_CLAIM_ATTEMPTS):
-        number = _claim_next_version(repository, data, model.media_type)
-        _write_record(repository, model, number, created)
+        number = _claim_next_version(repository, data, model.media_type, created)
+        _write_record(repository, model, number, created, blob_present)
         current = repository.resolve(version_tag(number))
         if current is not None and current.digest == model.digest:
             return number
@@ -234,13 +271,13 @@ def _claim_and_record(repository: Repository, model: Descriptor, data: bytes, cr
     )
 
 
-def _claim_next_version(repository: Repository, data: bytes, media_type: str) -> int:
+def _claim_next_version(repository: Repository, data: bytes, media_type: str, created: str) -> int:
     for attempt in range(_CLAIM_ATTEMPTS):
         numbers = [
             n for n in (parse_version_tag(t) for t in repository.list_tags()) if n is not None
         ]
         candidate = max(numbers, default=0) + 1
-        if repository.claim_tag(version_tag(candidate), data, media_type):
+        if repository.claim_tag(version_tag(candidate), data, media_type, _stamp(created)):
             return candidate
         time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
     raise ConflictError(
@@ -261,9 +298,15 @@ def version_record(model: Descriptor, number: int, created: str) -> Manifest:
     )
 
 
-def _write_record(repository: Repository, model: Descriptor, number: int, created: str) -> None:
+def _write_record(
+    repository: Repository,
+    model: Descriptor,
+    number: int,
+    created: str,
+    blob_present: bool = False,
+) -> None:
     empty = empty_config_descriptor()
-    if not repository.has_blob(empty.digest):
+    if not blob_present and not repository.has_blob(empty.digest):
         repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
     record = version_record(model, number, created)
     repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [record_tag(model.digest)])
@@ -285,6 +328,8 @@ def _version_targets(repository: Repository) -> dict[int, str]:
         mapping = repository.tag_map()
         return {n: mapping[t].digest for t in tags if (n := parse_version_tag(t)) is not None}
     numbers = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
+    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
+
     with ThreadPoolExecutor(_WORKERS) as pool:
         resolved = dict(zip(numbers, pool.map(repository.resolve, numbers.values()), strict=True))
     return {n: d.digest for n, d in resolved.items() if d is not None}
@@ -374,12 +419,23 @@ def list_versions(
             found = repository.resolve(tag)
             return found.digest if found else None
 
+    # a version's push time is also in the name of the claim tag that won it: one
+    # request per version (its manifest) instead of two (manifest and version record)
+    stamped: dict[tuple[str, int], str] = {}
+    for tag in tags:
+        claim = parse_claim_tag(tag)
+        if claim and claim[2] and (claimed := parse_version_tag(claim[1])) is not None:
+            stamped[(claim[0], claimed)] = _created(claim[2])
+
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
         descriptor, data = repository.fetch_manifest(version_tags[number])
         manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
-        has_record = record_tag(descriptor.digest) in tags
-        created = _recorded_time(repository, descriptor.digest) if has_record else ""
+        created = stamped.get((descriptor.digest, number), "")
+        if not created and record_tag(descriptor.digest) in tags:
+            created = _recorded_time(repository, descriptor.digest)
         return number, descriptor, manifest, created
+
+    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
 
     with ThreadPoolExecutor(_WORKERS) as pool:
         named_digests = dict(zip(named, pool.map(digest_of_tag, named), strict=True))

@@ -8,6 +8,7 @@ Everything above this layer — push, pull, copy, versions, stages — talks to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -75,11 +76,16 @@ class Repository(Protocol):
         """Store these exact manifest bytes, reachable by digest and under each tag."""
         ...
 
-    def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+    def claim_tag(self, tag: str, data: bytes, media_type: str, stamp: str = "") -> bool:
         """Point ``tag`` at this manifest only if the tag does not exist yet.
 
+        ``stamp`` (a time, ``20261130T013756Z``) is kept in the claim tag's name
+        where the store writes one, so a tag listing alone can tell it.
+
         Exact on the local store (a file lock). On a registry, which has no
-        compare-and-swap, it is claim-then-verify after a settle delay: see README.
+        compare-and-swap, each claimant first writes a claim tag of its own and
+        lists the tags: alone, it takes the tag at once; with rivals, it waits a
+        settle delay and claims-then-verifies (see ``RemoteRepository.claim_tag``).
         """
         ...
 
@@ -88,6 +94,26 @@ class Repository(Protocol):
     def delete_manifest(self, digest: str) -> None:
         """Delete a manifest and with it every tag that points at it."""
         ...
+
+
+_CLAIM = re.compile(r"sha256-([a-f0-9]{64})\.claim-(.+?)(?:\.(\d{8}T\d{6}Z))?")
+STAMP = re.compile(r"\d{8}T\d{6}Z")
+
+
+def claim_tag_name(digest: str, tag: str, stamp: str = "") -> str:
+    """The tag a claimant with manifest ``digest`` writes before it takes ``tag``."""
+    if stamp and not STAMP.fullmatch(stamp):
+        raise ValueError(f"not a claim stamp: {stamp!r}")
+    name = f"sha256-{digest.split(':', 1)[1]}.claim-{tag}"
+    return f"{name}.{stamp}" if stamp else name
+
+
+def parse_claim_tag(name: str) -> tuple[str, str, str] | None:
+    """``(digest, claimed tag, stamp or "")`` of a claim tag; None for any other tag."""
+    match = _CLAIM.fullmatch(name)
+    if match is None:
+        return None
+    return f"sha256:{match.group(1)}", match.group(2), match.group(3) or ""
 
 
 class Store(Protocol):

@@ -205,7 +205,7 @@ class LayoutRepository:
             self._write_index(entries)
         return descriptor
 
-    def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+    def claim_tag(self, tag: str, data: bytes, media_type: str, stamp: str = "") -> bool:
         digest = self._write_small_blob(data)
         with self._locked():
             entries = self._read_index()

@@ -33,8 +33,8 @@ from ..errors import (
     RegistryUnavailable,
 )
 from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
-from .base import BytesCallback
-from .transport import Transport
+from .base import BytesCallback, claim_tag_name, parse_claim_tag
+from .transport import QuickResponse, Transport
 
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 _SMALL_BLOB = 1 << 20
@@ -77,7 +77,7 @@ class RemoteRepository:
     # ----- blobs --------------------------------------------------------------
 
     def has_blob(self, digest: str) -> bool:
-        response = self.transport.request("HEAD", self._path(f"blobs/{digest}"), scope=self._pull)
+        response = self.transport.quick("HEAD", self._path(f"blobs/{digest}"), scope=self._pull)
         response.close()
         if response.status_code == 200:
             return True
@@ -98,7 +98,7 @@ class RemoteRepository:
         try:
             if response.status_code != 200:
                 raise self._error(response, f"fetching blob {descriptor.digest}")
-            yield _Guarded(response.raw, self.transport.host, f"blob {descriptor.digest}")
+            yield _Body(response, self.transport.host, f"blob {descriptor.digest}")
         finally:
             response.close()
 
@@ -109,6 +109,19 @@ class RemoteRepository:
         expected_digest: str | None = None,
         on_bytes: BytesCallback | None = None,
     ) -> str:
+        if size <= _SMALL_BLOB and not isinstance(chunks, Iterator):
+            data = b"".join(chunks)
+            if len(data) != size:
+                raise IntegrityError(f"blob stream gave {len(data)} bytes, expected {size}")
+            digest = sha256_digest(data)
+            if expected_digest and digest != expected_digest:
+                raise IntegrityError(
+                    f"blob content digest {digest} does not match the expected {expected_digest}"
+                )
+            self._put_whole(data, digest)
+            if on_bytes:
+                on_bytes(size)
+            return digest
         attempts = 1 + (self.transport.options.retries if not isinstance(chunks, Iterator) else 0)
         for attempt in range(1, attempts + 1):
             location = self._start_upload()
@@ -153,8 +166,13 @@ class RemoteRepository:
         digest = sha256_digest(data)
         if self.has_blob(digest):
             return digest
+        self._put_whole(data, digest)
+        return digest
+
+    def _put_whole(self, data: bytes, digest: str) -> None:
+        """A monolithic upload: POST, then one PUT with the bytes (small blobs only)."""
         location = self._start_upload()
-        response = self.transport.request(
+        response = self.transport.quick(
             "PUT",
             _with_query(location, digest=digest),
             scope=self._push,
@@ -164,14 +182,13 @@ class RemoteRepository:
         response.close()
         if response.status_code != 201:
             raise self._error(response, f"uploading blob {digest}")
-        return digest
 
     def mount_blob(self, digest: str, source_path: str) -> bool:
         if source_path == self.repository:
             return False
         scope = f"{self._push} repository:{source_path}:pull"
         try:
-            response = self.transport.request(
+            response = self.transport.quick(
                 "POST",
                 self._path("blobs/uploads/")
                 + "?"
@@ -191,7 +208,7 @@ class RemoteRepository:
         raise self._error(response, f"mounting blob {digest} from {source_path}")
 
     def _start_upload(self) -> str:
-        response = self.transport.request("POST", self._path("blobs/uploads/"), scope=self._push)
+        response = self.transport.quick("POST", self._path("blobs/uploads/"), scope=self._push)
         response.close()
         location = response.headers.get("Location")
         if response.status_code != 202 or not location:
@@ -226,7 +243,7 @@ class RemoteRepository:
     # ----- manifests and tags ---------------------------------------------------
 
     def resolve(self, reference: str) -> Descriptor | None:
-        response = self.transport.request(
+        response = self.transport.quick(
             "HEAD",
             self._path(f"manifests/{reference}"),
             scope=self._pull,
@@ -248,12 +265,11 @@ class RemoteRepository:
         return descriptor
 
     def fetch_manifest(self, reference: str) -> tuple[Descriptor, bytes]:
-        response = self.transport.request(
+        response = self.transport.quick(
             "GET",
             self._path(f"manifests/{reference}"),
             scope=self._pull,
             headers={"Accept": _ACCEPT},
-            stream=True,
         )
         with contextlib.closing(response):
             if response.status_code != 200:
@@ -283,7 +299,7 @@ class RemoteRepository:
         return Descriptor(media_type, digest, len(data))
 
     def _put_manifest(self, reference: str, data: bytes, media_type: str, digest: str) -> None:
-        response = self.transport.request(
+        response = self.transport.quick(
             "PUT",
             self._path(f"manifests/{reference}"),
             scope=self._push,
@@ -300,13 +316,37 @@ class RemoteRepository:
                 "the registry rewrote the manifest bytes; modelreg needs byte-exact storage",
             )
 
-    def claim_tag(self, tag: str, data: bytes, media_type: str) -> bool:
+    def claim_tag(self, tag: str, data: bytes, media_type: str, stamp: str = "") -> bool:
+        """Create ``tag`` if absent, without compare-and-swap; no waiting when nobody competes.
+
+        Every claimant first writes a claim tag of its own (``sha256-<hex>.claim-<tag>``
+        and the stamp, named after its digest, so claimants never overwrite each
+        other's), then lists
+        the tags. A claimant that sees no other claim for ``tag`` takes it at once: of
+        two claimants at least one sees the other's claim (whoever listed later wrote
+        its own claim before listing), so at most one ever takes this fast path.
+        Claimants that see a rival wait a settle delay — long enough for a fast-path
+        winner's tag write to land — and, when the tag is still absent, fall back to
+        claim, settle, read back (last writer wins). Claim tags are never removed, so a
+        later claimant of the same tag always sees them and never takes the fast path.
+        """
         digest = sha256_digest(data)
-        if self.resolve(tag) is not None:
-            return False
-        self._put_manifest(tag, data, media_type, digest)
-        # registries have no compare-and-swap: let concurrent writers land, then look again
+        self._put_manifest(claim_tag_name(digest, tag, stamp), data, media_type, digest)
+        tags = self.list_tags()
+        if tag in tags:
+            current = self.resolve(tag)
+            return current is not None and current.digest == digest
+        claims = [parse_claim_tag(t) for t in tags]
+        rivals = [c for c in claims if c is not None and c[1] == tag and c[0] != digest]
+        if not rivals:
+            self._put_manifest(tag, data, media_type, digest)
+            return True
         settle = self.transport.options.settle
+        time.sleep(settle * (1 + random.random()))
+        current = self.resolve(tag)
+        if current is not None:
+            return current.digest == digest
+        self._put_manifest(tag, data, media_type, digest)
         time.sleep(settle * (1 + random.random()))
         current = self.resolve(tag)
         return current is not None and current.digest == digest
@@ -328,7 +368,7 @@ class RemoteRepository:
                     "the registry keeps sending more pages; it is broken or hostile",
                 )
             visited.add(path)
-            response = self.transport.request("GET", path, scope=self._pull, stream=True)
+            response = self.transport.quick("GET", path, scope=self._pull)
             with contextlib.closing(response):
                 if response.status_code != 200:
                     raise self._error(response, "listing tags")
@@ -344,14 +384,20 @@ class RemoteRepository:
         return sorted(set(tags))
 
     def _read_body(
-        self, response: requests.Response, limit: int, what: str, hint: str | None = None
+        self,
+        response: requests.Response | QuickResponse,
+        limit: int,
+        what: str,
+        hint: str | None = None,
     ) -> bytes:
-        """A (streamed) response body of at most ``limit`` bytes; never reads more."""
+        """A response body of at most ``limit`` bytes; never reads more (streamed ones)."""
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise IntegrityError(f"{what} is {declared} bytes, over the {limit} byte limit", hint)
-        reader = _Guarded(response.raw, self.transport.host, what, decode=True)
-        data = reader.read(limit + 1)
+        if isinstance(response, QuickResponse):
+            data = response.content[: limit + 1]
+        else:
+            data = _Body(response, self.transport.host, what, decode=True).read(limit + 1)
         if len(data) > limit:
             raise IntegrityError(f"{what} is over the {limit} byte limit", hint)
         return data
@@ -374,7 +420,7 @@ class RemoteRepository:
 
     # ----- errors -------------------------------------------------------------
 
-    def _error(self, response: requests.Response, doing: str) -> Exception:
+    def _error(self, response: requests.Response | QuickResponse, doing: str) -> Exception:
         codes, message = _registry_errors(response)
         message = self.transport.redact(message)  # a registry may echo what we sent
         status = response.status_code
@@ -414,34 +460,74 @@ class RemoteRepository:
         return RegistryError(f"{where}: {doing}: HTTP {status}{detail}")
 
 
-class _Guarded:
+class _Body:
     """A response body whose transport failures are modelreg errors, not tracebacks.
 
-    A connection that breaks or stalls mid-body is :class:`RegistryUnavailable` (try
-    again); a body that cannot be decoded is :class:`IntegrityError`.
+    Raw blob bytes are read straight from ``http.client`` (``readinto`` fills the
+    caller's buffer from the socket, with none of urllib3's intermediate copies);
+    ``decode`` bodies go through urllib3, which undoes a content encoding. A
+    connection that breaks or stalls mid-body, or ends before its Content-Length, is
+    :class:`RegistryUnavailable` (try again); a body that cannot be decoded is
+    :class:`IntegrityError`.
     """
 
-    def __init__(self, raw: Any, host: str, what: str, *, decode: bool = False) -> None:
-        self._raw = raw
+    def __init__(
+        self, response: requests.Response, host: str, what: str, *, decode: bool = False
+    ) -> None:
+        self._raw = response.raw
+        fp = getattr(response.raw, "_fp", None)
+        self._fp = fp if isinstance(fp, http.client.HTTPResponse) and not decode else None
         self._host = host
         self._what = what
         self._decode = decode
+        declared = response.headers.get("Content-Length")
+        self._remaining = int(declared) if declared and declared.isdigit() else None
 
     def read(self, size: int = -1, /) -> bytes:
+        amount = None if size < 0 else size
+        with self._guard():
+            if self._fp is not None:
+                data = self._fp.read(amount)
+            else:
+                data = self._raw.read(amount, decode_content=self._decode)
+        self._account(len(data), wanted=size != 0)
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        if self._fp is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        with self._guard():
+            count = self._fp.readinto(buffer)
+        self._account(count, wanted=len(buffer) != 0)
+        return count
+
+    def _account(self, count: int, *, wanted: bool) -> None:
+        """An early end of a body with a known length is a broken connection, not EOF."""
+        if self._remaining is None or self._decode:
+            return
+        if count == 0 and wanted and self._remaining > 0:
+            raise self._broken("connection broke")
+        self._remaining -= count
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
         try:
-            data: bytes = self._raw.read(None if size < 0 else size, decode_content=self._decode)
+            yield
         except urllib3.exceptions.DecodeError:
             raise IntegrityError(
                 f"{self._what}: registry {self._host} sent a body that cannot be decoded"
             ) from None
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             reason = "read timed out" if "timed out" in str(exc).lower() else "connection broke"
-            raise RegistryUnavailable(
-                f"{self._what}: the connection to registry {self._host} broke mid-transfer "
-                f"({reason})",
-                "nothing partial was kept; try again",
-            ) from None
-        return data
+            raise self._broken(reason) from None
+
+    def _broken(self, reason: str) -> RegistryUnavailable:
+        return RegistryUnavailable(
+            f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
+            "nothing partial was kept; try again",
+        )
 
 
 class _HashingBody:
@@ -478,7 +564,7 @@ def _with_query(url: str, **params: str) -> str:
     return url + separator + urllib.parse.urlencode(params)
 
 
-def _next_link(response: requests.Response) -> str | None:
+def _next_link(response: requests.Response | QuickResponse) -> str | None:
     """The next page of a paginated list (``Link: <…>; rel="next"``), on the same registry."""
     link = response.links.get("next", {}).get("url")
     if not link:
@@ -491,7 +577,7 @@ def _next_link(response: requests.Response) -> str | None:
     return urllib.parse.urlunsplit(("", "", there.path, there.query, ""))
 
 
-def _registry_errors(response: requests.Response) -> tuple[set[str], str]:
+def _registry_errors(response: requests.Response | QuickResponse) -> tuple[set[str], str]:
     try:
         body: Any = response.json()
         errors = body.get("errors", []) if isinstance(body, dict) else []

@@ -19,6 +19,7 @@ No secret is ever put into an exception message or a log line.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import json
 import os
@@ -244,6 +245,9 @@ class Transport:
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = _USER_AGENT
         self._proxies: dict[str, str] = {}
+        self._ssl_context = context
+        self._local = threading.local()
+        self._quick_connections: list[http.client.HTTPConnection] = []
 
     def __repr__(self) -> str:
         return f"Transport({self.host!r})"
@@ -364,6 +368,79 @@ class Transport:
                 response.close()
                 continue
             return response
+
+    def quick(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> QuickResponse | requests.Response:
+        """A small request (HEAD, a manifest, a tag list, a manifest PUT) at a fraction of the cost.
+
+        Sent on this thread's own keep-alive ``http.client`` connection, without
+        requests' per-request machinery (URL preparation, settings merging, cookie
+        jars, hooks), which costs several times the request itself on a fast
+        registry. Only the plain case is handled here: a 2xx or 404 answer
+        within ``QUICK_LIMIT`` bytes, not content-encoded. Everything else - an auth challenge, a
+        redirect, a retryable status, a proxy, a connection error - goes through
+        ``request`` again (streamed: read the body with ``read_body``), which does all
+        of that properly.
+        """
+        if self._proxies or self.base_url.split("://", 1)[0] not in ("http", "https"):
+            return self.request(method, path, scope=scope, headers=headers, data=data, stream=True)
+        send = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
+        authorization, _ = self._authorization(scope)
+        if authorization:
+            send["Authorization"] = authorization
+        target = path
+        if target.startswith(("http://", "https://")):
+            if not target.startswith(self.base_url + "/"):
+                return self.request(
+                    method, path, scope=scope, headers=headers, data=data, stream=True
+                )
+            target = target[len(self.base_url) :]
+        for fresh in (False, True):
+            connection = self._quick_connection(fresh)
+            try:
+                connection.request(method, target, body=data, headers=send)
+                answer = connection.getresponse()
+                # read even a HEAD answer (b""): http.client refuses the next response on
+                # this connection until this one is closed
+                body = answer.read(QUICK_LIMIT + 1)
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                continue
+            status = answer.status
+            if answer.will_close or len(body) > QUICK_LIMIT:
+                connection.close()
+            encoded = answer.headers.get("Content-Encoding", "identity").lower() != "identity"
+            if (200 <= status < 300 or status == 404) and len(body) <= QUICK_LIMIT and not encoded:
+                return QuickResponse(status, answer.headers, body, method, self.base_url + target)
+            break
+        return self.request(method, path, scope=scope, headers=headers, data=data, stream=True)
+
+    def _quick_connection(self, fresh: bool) -> http.client.HTTPConnection:
+        local = self._local.__dict__
+        connection: http.client.HTTPConnection | None = local.get("connection")
+        if connection is not None and not fresh:
+            return connection
+        if connection is not None:
+            connection.close()
+        scheme, _, netloc = self.base_url.partition("://")
+        timeout = 3 * self.options.timeout
+        if scheme == "https":
+            connection = http.client.HTTPSConnection(
+                netloc, timeout=timeout, context=self._ssl_context or _default_tls()
+            )
+        else:
+            connection = http.client.HTTPConnection(netloc, timeout=timeout)
+        local["connection"] = connection
+        with self._lock:
+            self._quick_connections.append(connection)
+        return connection
 
     def _wait(
         self, attempt: int, deadline: float, response: requests.Response | None = None
@@ -578,6 +655,70 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+        with self._lock:
+            connections, self._quick_connections = self._quick_connections, []
+        for connection in connections:
+            connection.close()
+
+
+QUICK_LIMIT = 4 * 1024 * 1024  # manifests are at most 4 MiB; bigger answers take the full path
+
+
+def read_body(response: QuickResponse | requests.Response, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of a body from ``Transport.quick`` (so callers see "too big")."""
+    if isinstance(response, QuickResponse):
+        return response.content[: limit + 1]
+    data: bytes = response.raw.read(limit + 1, decode_content=True)
+    return data
+
+
+class QuickResponse:
+    """The parts of a ``requests.Response`` that callers of ``Transport.quick`` use."""
+
+    def __init__(
+        self, status: int, headers: http.client.HTTPMessage, content: bytes, method: str, url: str
+    ) -> None:
+        self.status_code = status
+        self.headers = headers  # case-insensitive lookups, like requests' headers
+        self.content = content
+        self.request = _QuickRequest(method, url)
+        self.url = url
+
+    @property
+    def links(self) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for url, params in _LINK.findall(self.headers.get("Link") or ""):
+            rel = re.search(r'rel\s*=\s*"?([^";]+)"?', params)
+            found[rel.group(1).strip() if rel else url] = {"url": url}
+        return found
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _QuickRequest:
+    method: str
+    url: str
+
+
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
+
+
+_DEFAULT_TLS: ssl.SSLContext | None = None
+
+
+def _default_tls() -> ssl.SSLContext:
+    """What requests verifies against by default (certifi's bundle), made once."""
+    global _DEFAULT_TLS
+    if _DEFAULT_TLS is None:
+        import certifi
+
+        _DEFAULT_TLS = ssl.create_default_context(cafile=certifi.where())
+    return _DEFAULT_TLS
 
 
 def _scope_key(scope: str) -> str:
