@@ -328,7 +328,6 @@ class ModelInfo:
         return facts
 
     def to_dict(self) -> dict[str, Any]:
-        from . import lineage as lineage_mod
 
         return {
             "repository": self.repository,

@@ -18,10 +18,10 @@ import random
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-import urllib3
+if TYPE_CHECKING:
+    import requests
 
 from ..digest import Readable, is_digest, sha256_digest, verify_bytes
 from ..errors import (
@@ -513,6 +513,8 @@ class _Body:
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
+        import urllib3  # loaded already: this body came through requests
+
         try:
             yield
         except urllib3.exceptions.DecodeError:

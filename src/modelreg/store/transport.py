@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -32,11 +33,10 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-import requests.adapters
-import requests.utils
+if TYPE_CHECKING:  # requests is imported on first use: a push whose requests all take the
+    import requests  # quick path (a push of an unchanged model) never pays for importing it
 
 from ..errors import AuthError, InvalidInput, RegistryError, RegistryUnavailable
 from .credentials import HELPER_TIMEOUT, Credentials
@@ -169,22 +169,33 @@ class _Token:
         )
 
 
-class _Adapter(requests.adapters.HTTPAdapter):
-    """An HTTPAdapter whose TLS connections use our SSL context (system CAs + a custom CA)."""
+def _new_session(context: ssl.SSLContext | None) -> requests.Session:
+    """A requests session whose TLS connections use ``context`` (system CAs + a custom CA)."""
+    import requests
+    import requests.adapters
 
-    def __init__(self, context: ssl.SSLContext | None, **kwargs: Any) -> None:
-        self._context = context  # before super().__init__, which builds the pool manager
-        super().__init__(**kwargs)
+    class Adapter(requests.adapters.HTTPAdapter):
+        def __init__(self, **kwargs: Any) -> None:
+            self._context = context  # before super().__init__, which builds the pool manager
+            super().__init__(**kwargs)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            if self._context is not None:
+                kwargs["ssl_context"] = self._context
+            super().init_poolmanager(*args, **kwargs)
 
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            if self._context is not None:
+                kwargs["ssl_context"] = self._context
+            return super().proxy_manager_for(proxy, **kwargs)
+
+    session = requests.Session()
+    session.trust_env = False
+    adapter = Adapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = _USER_AGENT
+    return session
 
 
 def ssl_context(ca_cert: str) -> ssl.SSLContext:
@@ -238,12 +249,7 @@ class Transport:
         self._lock = threading.Lock()
         self._scheme: str | None = "http" if options.plain_http else None
         context = ssl_context(options.ca_cert) if options.ca_cert else None
-        self.session = requests.Session()
-        self.session.trust_env = False
-        adapter = _Adapter(context, pool_connections=4, pool_maxsize=32, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = _USER_AGENT
+        self._session: requests.Session | None = None
         self._proxies: dict[str, str] = {}
         self._ssl_context = context
         self._local = threading.local()
@@ -251,6 +257,14 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport({self.host!r})"
+
+    @property
+    def session(self) -> requests.Session:
+        """The requests session for everything but the quick path, made on first use."""
+        with self._lock:
+            if self._session is None:
+                self._session = _new_session(self._ssl_context)
+            return self._session
 
     # ----- connection ---------------------------------------------------------
 
@@ -262,24 +276,30 @@ class Transport:
 
     def _probe_scheme(self) -> str:
         if not is_loopback(self.host):
-            self._proxies = requests.utils.get_environ_proxies(f"https://{self.host}/v2/")
+            self._proxies = _environ_proxies(self.host)
             return "https"
+        # a loopback registry may speak plain HTTP: try a TLS handshake. Certificates are
+        # not checked here (loading a CA bundle costs more than the handshake): the
+        # requests that follow verify them, and fail with the TLS error and its hint
+        name, port = _host_and_port(self.host)
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        probe.check_hostname = False
+        probe.verify_mode = ssl.CERT_NONE
         try:
-            self.session.get(f"https://{self.host}/v2/", timeout=self.options.timeout).close()
-            return "https"
-        except requests.exceptions.SSLError as exc:
+            with (
+                socket.create_connection((name, port), timeout=self.options.timeout) as raw,
+                probe.wrap_socket(raw, server_hostname=name),
+            ):
+                return "https"
+        except ssl.SSLError as exc:
             if _speaks_plain_http(exc):
                 return "http"
             raise RegistryUnavailable(
                 f"TLS with registry {self.host} failed: {_short_reason(exc)}", _TLS_HINT
             ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-            # nothing answers TLS there: let the real request report it over plain HTTP
+        except OSError:
+            # nothing answers there: let the real request report it over plain HTTP
             return "http"
-        except requests.exceptions.RequestException as exc:
-            raise RegistryUnavailable(
-                f"cannot reach registry {self.host}: {_short_reason(exc)}"
-            ) from None
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
@@ -302,6 +322,8 @@ class Transport:
         replayable: bool = True,
         bulk: bool = False,
     ) -> requests.Response:
+        import requests
+
         """Send a request, authenticating and retrying as needed; never raises on HTTP status.
 
         ``scope`` is the token scope the request needs, e.g. ``repository:ml/fraud:pull``.
@@ -604,6 +626,8 @@ class Transport:
             params.append(("account", creds.username))
             headers["Authorization"] = creds.basic_header()
         service = urllib.parse.urlsplit(realm).netloc
+        import requests
+
         try:
             answer = self.session.request(
                 "POST" if form is not None else "GET",
@@ -654,7 +678,8 @@ class Transport:
         return token
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
         with self._lock:
             connections, self._quick_connections = self._quick_connections, []
         for connection in connections:
@@ -727,6 +752,8 @@ def _scope_key(scope: str) -> str:
 
 def _body_excerpt(response: requests.Response, limit: int = 200) -> str:
     """The first line of an error body, or its JSON ``errors``/``error``/``details`` message."""
+    import requests
+
     try:
         text = response.content[:4096].decode("utf-8", "replace")
     except requests.exceptions.RequestException:
@@ -748,6 +775,25 @@ def _body_excerpt(response: requests.Response, limit: int = 200) -> str:
             )
     lines = text.strip().splitlines()
     return lines[0][:limit] if lines else ""
+
+
+def _host_and_port(host: str) -> tuple[str, int]:
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, int(rest[1:]) if rest.startswith(":") else 443
+    name, _, port = host.partition(":")
+    return name, int(port) if port else 443
+
+
+def _environ_proxies(host: str) -> dict[str, str]:
+    """The proxies requests would use for ``https://host`` (from the environment)."""
+    import urllib.request
+
+    if not urllib.request.getproxies():
+        return {}
+    import requests.utils
+
+    return dict(requests.utils.get_environ_proxies(f"https://{host}/v2/"))
 
 
 def _speaks_plain_http(exc: Exception) -> bool:
