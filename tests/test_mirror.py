@@ -28,7 +28,7 @@ from modelreg.reference import parse_reference
 from modelreg.retention import RetentionRules
 from modelreg.signing import SigningKey, generate_keypair, load_signing_key
 from modelreg.store import RegistryOptions, Stores
-from modelreg.store.base import Repository
+from modelreg.store.base import Repository, parse_claim_tag
 from modelreg.timeutil import now_utc
 from modelreg.transfer import TransferEvent
 
@@ -58,7 +58,11 @@ def repository(stores: Stores, name: str) -> Repository:
 
 
 def digests(repo: Repository) -> dict[str, str]:
-    return {tag: found.digest for tag, found in read_tags(repo).items()}
+    """Every tag and its digest, but the claim tags a registry push leaves behind: they are
+    that registry's bookkeeping of who won a number, and a mirror does not copy them."""
+    return {
+        tag: found.digest for tag, found in read_tags(repo).items() if parse_claim_tag(tag) is None
+    }
 
 
 def push_versions(stores: Stores, target: str, tmp_path: Path, count: int) -> list[str]:

@@ -24,7 +24,7 @@ from .versions import is_internal_tag, parse_version_tag, stage_names
 
 _ANCHOR = re.compile(r"sha256-([a-f0-9]{64})")
 _VERSION_RECORD = re.compile(r"sha256-([a-f0-9]{64})\.version")
-_PENDING = re.compile(r"(promotion\.[a-z][a-z0-9_-]{0,39}\.[0-9]{8,18})\.pending")
+_PENDING = re.compile(r"(promotion\.[a-z][a-z0-9_-]{0,29}\.[0-9]{8,18})\.pending")
 _WORKERS = 16
 
 

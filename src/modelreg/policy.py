@@ -40,7 +40,8 @@ from typing import Any
 from .errors import InvalidInput, NotFound, PolicyError, VerificationError
 from .signing import Envelope, PublicKey, load_public_key, verify_envelope
 
-_STAGE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+# 30 characters at most: a record tag and its claim tag must fit in 128 characters
+_STAGE = re.compile(r"[a-z][a-z0-9_-]{0,29}")
 _GATE = re.compile(r"\s*([A-Za-z_][\w.-]*)\s*(>=|<=|==|!=|>|<|=)\s*(\S.*?)\s*$")
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,

@@ -42,7 +42,7 @@ ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 TAG_PREFIX = "promotion."
 ACTIONS = ("promote", "rollback", "archive")
 
-_RECORD_TAG = re.compile(r"promotion\.([a-z][a-z0-9_-]{0,39})\.([0-9]{8,18})")
+_RECORD_TAG = re.compile(r"promotion\.([a-z][a-z0-9_-]{0,29})\.([0-9]{8,18})")
 _MAX_ENVELOPE = 1024 * 1024
 
 

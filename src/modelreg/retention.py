@@ -51,7 +51,7 @@ from .oci import Manifest, manifest_references
 from .policy import TrustPolicy
 from .promotion import pending_tag, read_record
 from .stages import PRODUCTION, verify_stage
-from .store.base import Repository
+from .store.base import Repository, parse_claim_tag
 from .store.layout import LayoutRepository
 from .timeutil import now_utc, parse_duration, parse_time
 from .trust_state import TrustState
@@ -351,7 +351,7 @@ def plan(snapshot: Snapshot, rules: RetentionRules, now: datetime | None = None)
     for number, digest in inventory.versions.items():
         by_digest.setdefault(digest, []).append(number)
     newest = sorted(by_digest, key=lambda d: max(by_digest[d]), reverse=True)
-    managed = {"version", "anchor", "alias", "stage"}
+    managed = {"version", "anchor", "alias", "stage", "claim"}
     decisions: list[VersionDecision] = []
     for rank, digest in enumerate(newest):
         numbers = tuple(sorted(by_digest[digest]))
@@ -474,6 +474,9 @@ def _tag_kind(inventory: Inventory, tag: str, digest: str) -> str:
         return "anchor"
     if any(version_tag(n) == tag for n in inventory.version_of(digest)):
         return "version"
+    claim = parse_claim_tag(tag)
+    if claim is not None and claim[0] == digest:
+        return "claim"  # the claim a push wrote before taking its version tag
     return "other"
 
 
