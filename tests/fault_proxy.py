@@ -3,7 +3,8 @@
 It forwards every request to the upstream registry, streaming bodies both ways,
 except where a test's rule says otherwise: answer with a status of its own
 (503, 500, 429), or reset the connection after a number of body bytes — of the
-request (a cut upload) or of the response (a cut download). Rules see each
+request (a cut upload) or of the response (a cut download), or drop a Range header
+(a registry that does not serve ranges). Rules see each
 request in order and how many times that method and path class was seen.
 """
 
@@ -25,6 +26,7 @@ class Fault:
     status: int | None = None  # answer this instead of forwarding
     cut_request_after: int | None = None  # reset after reading this many request-body bytes
     cut_response_after: int | None = None  # reset after sending this many response-body bytes
+    ignore_range: bool = False  # forward without the Range header: the whole body comes back
 
 
 Rule = Callable[[str, str, int], Fault | None]  # (method, path, nth time of this kind) -> fault
@@ -49,6 +51,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.seen: Counter[str] = Counter()
         self.faults: list[str] = []
+        self.ranges: list[str] = []  # the Range headers of the requests, in order
         self._lock = threading.Lock()
         proxy = self
 
@@ -102,6 +105,11 @@ class FaultProxy:
             return
         upstream = http.client.HTTPConnection(self.upstream, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        if "Range" in headers:
+            with self._lock:
+                self.ranges.append(headers["Range"])
+            if fault and fault.ignore_range:
+                del headers["Range"]
         headers["Host"] = self.upstream
         upstream.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         for name, value in headers.items():

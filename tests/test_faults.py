@@ -174,3 +174,91 @@ def test_registry_killed_during_pushes_never_leaves_a_broken_tag(
         if result["uploaded"] < result["size"]:
             resumed_without_reupload += 1
     assert resumed_without_reupload >= 1  # some trials died after a layer had finished
+
+
+def largest_layer(registry, repository: str, digest: str) -> dict:
+    manifest = requests.get(
+        f"{registry.url}/v2/{repository}/manifests/{digest}",
+        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
+        timeout=10,
+    ).json()
+    return max(manifest["layers"], key=lambda layer: layer["size"])
+
+
+def cut_blob(digest: str, fault: Fault, times: int = 1):
+    seen = []
+
+    def rule(method: str, path: str, count: int) -> Fault | None:
+        if method == "GET" and path.endswith(f"/blobs/{digest}") and len(seen) < times:
+            seen.append(path)
+            return fault
+        return None
+
+    return rule
+
+
+@pytest.fixture
+def big_model(registry, tmp_path: Path) -> tuple[Path, str, str, dict]:
+    """A model with a 40 MiB weights file pushed straight to the registry."""
+    model = write_model(tmp_path / "big", large=40 << 20)
+    repository = unique_repo()
+    pushed = api.push(model, f"{registry.host}/{repository}", capture=False)
+    return model, repository, pushed.digest, largest_layer(registry, repository, pushed.digest)
+
+
+CUT_AT = 24 << 20
+
+
+def test_a_cut_download_resumes_where_it_broke(
+    via_proxy: Stores, proxy: FaultProxy, big_model, tmp_path: Path
+) -> None:
+    model, repository, digest, weights = big_model
+    proxy.rules.append(cut_blob(weights["digest"], Fault(cut_response_after=CUT_AT)))
+    api.pull(f"{proxy.host}/{repository}@{digest}", tmp_path / "out", stores=via_proxy)
+    assert proxy.faults == ["GET blob: response cut"]
+    assert files_of(tmp_path / "out") == files_of(model)
+    # one ranged request for the rest: what had arrived before the cut is not fetched again
+    assert len(proxy.ranges) == 1
+    start = int(proxy.ranges[0].removeprefix("bytes=").removesuffix("-"))
+    assert 0 < start <= CUT_AT
+
+
+def test_a_registry_that_ignores_ranges_still_gives_the_whole_blob(
+    via_proxy: Stores, proxy: FaultProxy, big_model, tmp_path: Path
+) -> None:
+    model, repository, digest, weights = big_model
+    proxy.rules += [
+        cut_blob(weights["digest"], Fault(cut_response_after=CUT_AT)),
+        cut_blob(weights["digest"], Fault(ignore_range=True)),
+    ]
+    api.pull(f"{proxy.host}/{repository}@{digest}", tmp_path / "out", stores=via_proxy)
+    assert proxy.faults == ["GET blob: response cut"]
+    assert len(proxy.ranges) == 1  # asked for a range, got a 200 with everything
+    assert files_of(tmp_path / "out") == files_of(model)
+
+
+def test_5xx_on_a_download_is_retried(
+    via_proxy: Stores, proxy: FaultProxy, big_model, tmp_path: Path
+) -> None:
+    model, repository, digest, weights = big_model
+    proxy.rules += [
+        cut_blob(weights["digest"], Fault(status=503)),
+        first("GET manifest", Fault(status=502)),
+    ]
+    api.pull(f"{proxy.host}/{repository}@{digest}", tmp_path / "out", stores=via_proxy)
+    assert sorted(proxy.faults) == ["GET blob: status 503", "GET manifest: status 502"]
+    assert files_of(tmp_path / "out") == files_of(model)
+
+
+def test_a_download_that_keeps_breaking_is_a_clear_error_and_leaves_nothing(
+    via_proxy: Stores, proxy: FaultProxy, big_model, tmp_path: Path
+) -> None:
+    _, repository, digest, weights = big_model
+    proxy.rules.append(cut_blob(weights["digest"], Fault(cut_response_after=1 << 20), times=1000))
+    out = tmp_path / "out"
+    with pytest.raises(RegistryUnavailable) as caught:
+        api.pull(f"{proxy.host}/{repository}@{digest}", out, stores=via_proxy)
+    assert "broke mid-transfer" in caught.value.message and caught.value.hint
+    assert len(proxy.faults) == 1 + via_proxy.options.retries  # bounded: the first try + resumes
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "home"]  # no partial pull

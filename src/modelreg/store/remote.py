@@ -2,10 +2,11 @@
 
 What this layer adds over a naive client: blobs stream in one pass (hashed as
 they go out, never held in memory), uploads are ``Content-Length`` PATCHes that
-the registry verifies against the digest we computed, downloads are verified by
-the caller, manifests are sent as the exact bytes that were hashed, blobs are
-mounted across repositories of the same registry, and every HTTP error becomes
-a one-line error that says what to do.
+the registry verifies against the digest we computed, downloads resume where a
+broken connection left them (and are verified by the caller), manifests are
+sent as the exact bytes that were hashed, blobs are mounted across repositories
+of the same registry, and every HTTP error becomes a one-line error that says
+what to do.
 """
 
 from __future__ import annotations
@@ -87,18 +88,40 @@ class RemoteRepository:
 
     @contextlib.contextmanager
     def open_blob(self, descriptor: Descriptor) -> Iterator[Readable]:
+        blob = _ResumingBlob(self, descriptor.digest)
+        try:
+            yield blob
+        finally:
+            blob.close()
+
+    def _get_blob(self, digest: str, offset: int) -> tuple[requests.Response, int]:
+        """GET a blob from ``offset`` on; returns the response and how many leading bytes
+        of its body to skip (a registry may answer a range request with the whole blob)."""
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         response = self.transport.request(
             "GET",
-            self._path(f"blobs/{descriptor.digest}"),
+            self._path(f"blobs/{digest}"),
             scope=self._pull,
-            headers={"Accept-Encoding": "identity"},
+            headers=headers,
             stream=True,
             bulk=True,
         )
+        if response.status_code == 200:
+            return response, offset
+        if response.status_code == 206 and offset:
+            answered = response.headers.get("Content-Range", "")
+            if answered.startswith(f"bytes {offset}-"):
+                return response, 0
+            response.close()
+            raise RegistryError(
+                f"{self.name}: resuming blob {digest}: asked for bytes {offset}- and got "
+                f"{answered or 'no Content-Range'}",
+                "the registry mishandles range requests; try again",
+            )
         try:
-            if response.status_code != 200:
-                raise self._error(response, f"fetching blob {descriptor.digest}")
-            yield _Body(response, self.transport.host, f"blob {descriptor.digest}")
+            raise self._error(response, f"fetching blob {digest}")
         finally:
             response.close()
 
@@ -530,6 +553,76 @@ class _Body:
             f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
             "nothing partial was kept; try again",
         )
+
+
+class _ResumingBlob:
+    """A blob download that picks up where a broken connection left it.
+
+    The distribution spec lets registries serve blobs by range, and registry:2 and
+    the cloud registries do; so a body that breaks mid-transfer is asked again with
+    ``Range: bytes=<received>-`` (up to ``retries`` times, with backoff) and the bytes
+    already handed out are not fetched again. The caller's digest check over the
+    whole stream still decides whether the result is trusted. A registry that ignores
+    the range and sends the whole blob is read from its start, skipping what we had.
+    """
+
+    def __init__(self, repository: RemoteRepository, digest: str) -> None:
+        self._repository = repository
+        self._digest = digest
+        self._offset = 0
+        self._resumes = 0
+        self._response: requests.Response | None = None
+        self._body = self._open()
+
+    def read(self, size: int = -1, /) -> bytes:
+        while True:
+            try:
+                data = self._body.read(size)
+            except RegistryUnavailable as broken:
+                self._resume(broken)
+                continue
+            self._offset += len(data)
+            return data
+
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        while True:
+            try:
+                count = self._body.readinto(buffer)
+            except RegistryUnavailable as broken:
+                self._resume(broken)
+                continue
+            self._offset += count
+            return count
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+
+    def _open(self) -> _Body:
+        response, skip = self._repository._get_blob(self._digest, self._offset)
+        self._response = response
+        body = _Body(response, self._repository.transport.host, f"blob {self._digest}")
+        while skip:
+            skipped = len(body.read(min(skip, 1 << 20)))
+            if not skipped:
+                raise body._broken("the registry sent less than it had sent before")
+            skip -= skipped
+        return body
+
+    def _resume(self, broken: RegistryUnavailable) -> None:
+        retries = self._repository.transport.options.retries
+        while True:
+            self.close()
+            if self._resumes >= retries:
+                raise broken
+            self._resumes += 1
+            self._repository.transport.pause_before_retry(self._resumes)
+            try:
+                self._body = self._open()
+                return
+            except RegistryUnavailable as again:
+                broken = again
 
 
 class _HashingBody:

@@ -322,14 +322,14 @@ class Transport:
         replayable: bool = True,
         bulk: bool = False,
     ) -> requests.Response:
-        import requests
-
         """Send a request, authenticating and retrying as needed; never raises on HTTP status.
 
         ``scope`` is the token scope the request needs, e.g. ``repository:ml/fraud:pull``.
         ``bulk`` requests (blob bodies) may go quiet for ``read_timeout``; every other
         request must answer within three times the connect ``timeout``.
         """
+        import requests
+
         deadline = time.monotonic() + self.options.timeout
         read_timeout = self.options.read_timeout if bulk else 3 * self.options.timeout
         url = self.url(path)
@@ -464,10 +464,14 @@ class Transport:
             self._quick_connections.append(connection)
         return connection
 
+    def pause_before_retry(self, attempt: int) -> None:
+        """Sleep the backoff before retry number ``attempt`` (1, 2, …) of something."""
+        time.sleep(_backoff(attempt))
+
     def _wait(
         self, attempt: int, deadline: float, response: requests.Response | None = None
     ) -> bool:
-        delay = min(2.0, 0.1 * (2 ** (attempt - 1))) * (0.5 + random.random())
+        delay = _backoff(attempt)
         retry_after = response.headers.get("Retry-After") if response is not None else None
         if retry_after and retry_after.isdigit():
             delay = max(delay, min(float(retry_after), 10.0))
@@ -734,6 +738,11 @@ _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
 
 
 _DEFAULT_TLS: ssl.SSLContext | None = None
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential from 0.1 s, capped at 2 s, with jitter so that clients spread out."""
+    return min(2.0, 0.1 * 2.0 ** (attempt - 1)) * (0.5 + random.random())
 
 
 def _default_tls() -> ssl.SSLContext:
