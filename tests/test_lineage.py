@@ -1177,3 +1177,21 @@ def test_lineage_as_dict_is_json_ready() -> None:
     assert data["data"][1] == {"uri": "s3://bucket/eval.parquet", "digest": None, "version": "v12"}
     data["params"]["opt"]["beta"].append(1)  # a deep copy: the lineage is untouched
     assert lineage.params["opt"]["beta"] == [0.9, 0.999]
+
+
+def test_the_freeze_list_matches_what_importlib_metadata_parses() -> None:
+    """The plain-line header reader gives the same names and versions as the email parser."""
+    import importlib.metadata
+
+    expected: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        if dist.metadata["Name"] and dist.version:
+            expected.setdefault(lin._normalize_name(dist.metadata["Name"]), dist.version)
+    assert lin._installed_distributions() == expected
+    assert "modelreg" in expected and "cryptography" in expected
+
+
+def test_a_metadata_header_ends_at_the_first_blank_line() -> None:
+    text = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n\nName: not-this\nVersion: 9\n"
+    assert lin._name_and_version(text) == ("demo", "1.0")
+    assert lin._name_and_version(None) == ("", "")

@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import mirror as mirror_mod
-from . import retention, stages
+from . import stages
 from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
 from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
@@ -59,7 +58,9 @@ from .versions import (
 )
 from .versions import unversioned as unversioned_digests
 
-if TYPE_CHECKING:  # lineage is imported by the calls that use it: pull and versions do not
+if TYPE_CHECKING:  # lineage, mirror and gc are imported by the calls that use them
+    from . import mirror as mirror_mod
+    from . import retention
     from .lineage import Lineage
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
@@ -469,6 +470,8 @@ def mirror(
                 f"{ref.repository}), or copy one model without --all-versions/--stage",
             )
         repositories.append(stores.repository(ref))
+    from . import mirror as mirror_mod  # here: a push need not load the mirror and gc code
+
     return mirror_mod.mirror(repositories[0], repositories[1], stages=stages, progress=progress)
 
 
@@ -494,6 +497,8 @@ def gc(
             "name the repository alone; the rules decide which versions go",
         )
     trust = policy or default_trust(stores)
+    from . import retention
+
     return retention.gc(
         stores.repository(ref),
         rules,

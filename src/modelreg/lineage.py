@@ -794,13 +794,25 @@ def _installed_distributions() -> dict[str, str]:
 
     installed: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        try:
-            name, version = dist.metadata["Name"], dist.version
-        except KeyError:  # metadata without a Name (a broken install)
-            continue
+        name, version = _name_and_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO"))
         if name and version:
             installed.setdefault(_normalize_name(name), version)
     return installed
+
+
+def _name_and_version(metadata: str | None) -> tuple[str, str]:
+    """``Name`` and ``Version`` from a core-metadata header, read as plain lines: the
+    email parser ``Distribution.metadata`` uses costs ~1 ms a package, a push ~0.1 s."""
+    name = version = ""
+    for line in (metadata or "").splitlines():
+        if not line.strip():
+            break  # the end of the header: the description follows
+        key, _, value = line.partition(":")
+        if key == "Name" and not name:
+            name = value.strip()
+        elif key == "Version" and not version:
+            version = value.strip()
+    return name, version
 
 
 def _oci_platform(system: str, machine: str) -> str:

@@ -248,10 +248,10 @@ class Transport:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
         self._scheme: str | None = "http" if options.plain_http else None
-        context = ssl_context(options.ca_cert) if options.ca_cert else None
         self._session: requests.Session | None = None
         self._proxies: dict[str, str] = {}
-        self._ssl_context = context
+        # loaded on first use: reading a CA bundle costs more than a whole plain-HTTP push
+        self._ssl_context_made: ssl.SSLContext | None = None
         self._local = threading.local()
         self._quick_connections: list[http.client.HTTPConnection] = []
 
@@ -265,6 +265,13 @@ class Transport:
             if self._session is None:
                 self._session = _new_session(self._ssl_context)
             return self._session
+
+    @property
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """The custom CA's context (``ca_cert``), or None for the default trust."""
+        if self._ssl_context_made is None and self.options.ca_cert:
+            self._ssl_context_made = ssl_context(self.options.ca_cert)
+        return self._ssl_context_made
 
     # ----- connection ---------------------------------------------------------
 
