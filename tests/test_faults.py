@@ -49,13 +49,17 @@ def tags_on(registry, repository: str) -> list[str]:
     return answer.json().get("tags") or [] if answer.status_code == 200 else []
 
 
-def complete(registry, repository: str, tag: str) -> bool:
-    """Every blob the tagged manifest references is in the registry."""
-    manifest = requests.get(
-        f"{registry.url}/v2/{repository}/manifests/{tag}",
+def manifest_of(registry, repository: str, reference: str) -> dict:
+    return requests.get(
+        f"{registry.url}/v2/{repository}/manifests/{reference}",
         headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
         timeout=10,
     ).json()
+
+
+def complete(registry, repository: str, tag: str) -> bool:
+    """Every blob the tagged manifest references is in the registry."""
+    manifest = manifest_of(registry, repository, tag)
     blobs = [manifest["config"], *manifest.get("layers", [])]
     return all(
         requests.head(f"{registry.url}/v2/{repository}/blobs/{b['digest']}", timeout=10).status_code
@@ -177,12 +181,8 @@ def test_registry_killed_during_pushes_never_leaves_a_broken_tag(
 
 
 def largest_layer(registry, repository: str, digest: str) -> dict:
-    manifest = requests.get(
-        f"{registry.url}/v2/{repository}/manifests/{digest}",
-        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
-        timeout=10,
-    ).json()
-    return max(manifest["layers"], key=lambda layer: layer["size"])
+    layers = manifest_of(registry, repository, digest)["layers"]
+    return max(layers, key=lambda layer: layer["size"])
 
 
 def cut_blob(digest: str, fault: Fault, times: int = 1):

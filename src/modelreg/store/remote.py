@@ -18,8 +18,8 @@ import json
 import random
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import requests
@@ -37,6 +37,7 @@ from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_ty
 from .base import BytesCallback, claim_tag_name, parse_claim_tag
 from .transport import QuickResponse, Transport
 
+_T = TypeVar("_T")
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 _SMALL_BLOB = 1 << 20
 TAG_PAGE = 1000
@@ -575,24 +576,21 @@ class _ResumingBlob:
         self._body = self._open()
 
     def read(self, size: int = -1, /) -> bytes:
-        while True:
-            try:
-                data = self._body.read(size)
-            except RegistryUnavailable as broken:
-                self._resume(broken)
-                continue
-            self._offset += len(data)
-            return data
+        data = self._resuming(lambda body: body.read(size))
+        self._offset += len(data)
+        return data
 
     def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        count = self._resuming(lambda body: body.readinto(buffer))
+        self._offset += count
+        return count
+
+    def _resuming(self, read: Callable[[_Body], _T]) -> _T:
         while True:
             try:
-                count = self._body.readinto(buffer)
+                return read(self._body)
             except RegistryUnavailable as broken:
                 self._resume(broken)
-                continue
-            self._offset += count
-            return count
 
     def close(self) -> None:
         if self._response is not None:
