@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli, unique_repo, write_model
+from fault_proxy import fault_proxy
 
 from modelreg import Resolver, api
 from modelreg.errors import IntegrityError, RegistryUnavailable, VerificationError
@@ -72,6 +73,39 @@ def test_untrusted_stage_is_refused(stores: Stores, keys: Path, promoted, tmp_pa
     repo.push_manifest(data, IMAGE_MANIFEST, ["production"])  # tag moved without a record
     with pytest.raises(VerificationError, match="moved without a signed promotion"):
         resolver_for(stores, keys, tmp_path / "cache").resolve(target)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_promotion_between_its_record_and_its_tag_move_resolves_to_the_record(
+    stores: Stores, keys: Path, promoted, tmp_path: Path, warm: bool
+) -> None:
+    """A promotion writes its signed record, then moves the tag: a reader in between (or
+    after the promoter died there) gets the new model, not an error; `verify` still
+    reports the lagging tag."""
+    target, _, first = promoted
+    resolver = resolver_for(stores, keys, tmp_path / "cache")
+    assert resolver.resolve(target).digest == first
+    second = api.push(write_model(tmp_path / "m2"), target, capture=False, stores=stores)
+    promote(stores, keys, f"{target}:v2")
+    if warm:
+        assert resolver.resolve(target).digest == second.digest  # accepted with the tag moved
+    repo = stores.repository(parse_reference(target))
+    _, data = repo.fetch_manifest(first)
+    repo.push_manifest(data, IMAGE_MANIFEST, ["production"])  # the tag back where it was
+    model = resolver.resolve(target)
+    assert (model.digest, model.version) == (second.digest, 2)
+    fresh = resolver_for(stores, keys, tmp_path / "fresh").resolve(target)
+    assert fresh.digest == second.digest
+    with pytest.raises(VerificationError, match="moved without a signed promotion"):
+        api.verify(
+            f"{target}:production", policy=policy_from_keys([keys / "alice.pub"]), stores=stores
+        )
+    # anywhere else than the replaced model is still refused
+    third = api.push(write_model(tmp_path / "m3"), target, capture=False, stores=stores)
+    _, data = repo.fetch_manifest(third.digest)
+    repo.push_manifest(data, IMAGE_MANIFEST, ["production"])
+    with pytest.raises(VerificationError, match="moved without a signed promotion"):
+        resolver.resolve(target)
 
 
 def test_replay_refused_across_restarts(
@@ -235,21 +269,33 @@ def test_offline_answers_from_cache_within_max_stale(
         resolver_for(offline_stores, keys, tmp_path / "empty-cache").resolve(target)
 
 
-def test_warm_resolve_is_a_few_round_trips(
+def test_a_warm_resolve_is_three_heads_and_writes_nothing(
     stores: Stores, keys: Path, registry, tmp_path: Path
 ) -> None:
     target = f"{registry.host}/{unique_repo()}"
     api.push(write_model(tmp_path / "m", large=1024), target, capture=False, stores=stores)
     promote(stores, keys, f"{target}:v1")
-    resolver = resolver_for(stores, keys, tmp_path / "cache")
-    resolver.resolve(target)
-    requests_seen: list[str] = []
-    session = stores.transport(registry.host).session
-    session.hooks["response"].append(
-        lambda r, *a, **k: requests_seen.append(f"{r.request.method} {r.url}")
-    )
-    resolver.resolve(target)
-    assert len(requests_seen) <= 3, requests_seen  # HEAD record, HEAD next record, HEAD tag
+    with fault_proxy(registry.host) as proxy:
+        via = Stores(home=stores.home, options=RegistryOptions(plain_http=True))
+        proxied = target.replace(registry.host, proxy.host)
+        resolver = resolver_for(via, keys, tmp_path / "cache")
+        resolver.resolve(proxied)
+        state = tmp_path / "cache" / "trust-state.json"
+        before = state.stat()
+        proxy.seen.clear()
+        for _ in range(3):
+            resolver.resolve(proxied)
+        # the accepted record, the next sequence, the stage tag: nothing else
+        assert dict(proxy.seen) == {"HEAD manifest": 9}
+        after = state.stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+        second = api.push(
+            write_model(tmp_path / "m2", large=1024), target, capture=False, stores=stores
+        )
+        promote(stores, keys, f"{target}:v2")
+        assert resolver.resolve(proxied).digest == second.digest
+        assert state.stat().st_ino != before.st_ino  # a new head is written at once
+        via.close()
 
 
 def test_watch_yields_on_every_verified_promotion(

@@ -124,6 +124,7 @@ class Resolver:
         )
         self._lock = threading.Lock()
         self._repositories: dict[str, Repository] = {}
+        self._verified_at: dict[tuple[str, str], tuple[str, float]] = {}  # -> (digest, when)
 
     # ----- resolve -------------------------------------------------------------------
 
@@ -140,10 +141,14 @@ class Resolver:
         reference = parse_reference(repository).bare()
         repo = self._repository(reference)
         try:
-            verified = verify_stage(repo, stage, self._policy, state=self._state)
+            # the answer is the signed chain's head; a tag one promotion behind it is a
+            # promotion between its record and its tag move, not an attack
+            verified = verify_stage(repo, stage, self._policy, state=self._state, tag_may_lag=True)
         except RegistryUnavailable as unreachable:
             return self._offline_answer(repo, stage, unreachable)
         manifest = self._manifest(repo, verified.digest)
+        verified_at = time.time()
+        self._verified_at[(repo.name, stage)] = (verified.digest, verified_at)
         return ResolvedModel(
             repo.name,
             stage,
@@ -152,7 +157,7 @@ class Resolver:
             verified.sequence,
             verified.signers,
             manifest,
-            verified_at=time.time(),
+            verified_at=verified_at,
         )
 
     def _offline_answer(
@@ -168,7 +173,13 @@ class Resolver:
                 f"{unreachable.message}; and no verified answer for {repo.name}:{stage} is cached",
                 unreachable.hint,
             ) from None
-        age = time.time() - accepted.verified_at
+        # this process may have verified it later than the state file says (the file is
+        # refreshed at most every REFRESH_EVERY seconds)
+        verified_at = accepted.verified_at
+        here = self._verified_at.get((repo.name, stage))
+        if here is not None and here[0] == accepted.target:
+            verified_at = max(verified_at, here[1])
+        age = time.time() - verified_at
         if age > self._max_stale:
             raise RegistryUnavailable(
                 f"{unreachable.message}; the last verified answer for {repo.name}:{stage} is "
@@ -187,7 +198,7 @@ class Resolver:
             tuple(accepted.signers),
             manifest,
             stale=True,
-            verified_at=accepted.verified_at,
+            verified_at=verified_at,
         )
 
     # ----- manifests: immutable, cached by digest --------------------------------------------

@@ -15,8 +15,11 @@ expired record.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -72,6 +75,7 @@ class VerifiedStage:
     signers: tuple[str, ...]
     issued_at: str
     expires_at: str | None = None
+    replaces: str | None = None  # what the stage held before the head record
 
     @property
     def reference(self) -> str:
@@ -179,15 +183,57 @@ def stage_sequences(repository: Repository, stage: str) -> list[int]:
     return chain_sequences(repository.list_tags(), stage)
 
 
-def _head_sequence_from(repository: Repository, stage: str, start: int) -> int:
+class _Lookups:
+    """Tag lookups of one verification, the first few sent at once.
+
+    A warm check needs three independent answers (the accepted record, the next
+    sequence, the stage tag); asking them in parallel costs one round trip
+    instead of three. Each answer is used once; a second ask goes to the registry.
+    """
+
+    _pool: ThreadPoolExecutor | None = None
+    _pool_pid = 0
+    _pool_lock = threading.Lock()
+
+    def __init__(self, repository: Repository, ahead: Iterable[str] = ()) -> None:
+        self._repository = repository
+        self._ahead: dict[str, Future[Descriptor | None]] = {}
+        wanted = list(ahead)
+        if len(wanted) > 1:
+            pool = self._shared_pool()
+            self._ahead = {tag: pool.submit(repository.resolve, tag) for tag in wanted}
+
+    @classmethod
+    def _shared_pool(cls) -> ThreadPoolExecutor:
+        with cls._pool_lock:
+            # a forked child (a preforking server) has the object but none of its threads
+            if cls._pool is None or cls._pool_pid != os.getpid():
+                # long-lived: each thread keeps its keep-alive connection between resolves
+                cls._pool = ThreadPoolExecutor(4, thread_name_prefix="modelreg-lookup")
+                cls._pool_pid = os.getpid()
+            return cls._pool
+
+    def resolve(self, tag: str) -> Descriptor | None:
+        future = self._ahead.pop(tag, None)
+        return future.result() if future is not None else self._repository.resolve(tag)
+
+    def was_ahead(self, tag: str) -> bool:
+        """Whether ``tag``'s answer is still one sent before the chain was read."""
+        return tag in self._ahead
+
+
+def _head_sequence_from(
+    repository: Repository, stage: str, start: int, lookups: _Lookups | None = None
+) -> int:
     """The last sequence, probing forward from one known to exist (no tag listing).
 
     After a few probes the tag list says where the chain ends, so a registry that
     answers for every sequence cannot keep a client probing forever.
     """
+    resolve = lookups.resolve if lookups is not None else repository.resolve
     sequence = start
     for _ in range(_PROBES):
-        if repository.resolve(record_tag(stage, sequence + 1)) is None:
+        if resolve(record_tag(stage, sequence + 1)) is None:
             return sequence
         sequence += 1
     listed = stage_sequences(repository, stage)
@@ -208,18 +254,26 @@ def verify_stage(
     state: TrustState | None = None,
     full: bool = False,
     check_tag: bool = True,
+    tag_may_lag: bool = False,
 ) -> VerifiedStage:
     """Verify ``stage`` and return what it holds; raise VerificationError otherwise.
 
     ``full`` walks and checks every record; otherwise the head is checked in
     full and linked to what this client accepted before (or to its predecessor).
+    ``check_tag`` also requires the stage tag to name the chain head's model;
+    with ``tag_may_lag`` a tag still naming what the head replaced is accepted
+    too: a promotion writes its record before it moves the tag, so a reader in
+    between (or after a promoter died there) sees exactly that.
     """
     validate_stage(stage)
     key = _stage_key(repository, stage, policy)
     accepted = state.get(key) if state else None
     chain: dict[int, StoredRecord] = {}
+    lookups = _Lookups(repository)
     if accepted is not None and not full:
-        head_sequence = _warm_head(repository, stage, accepted)
+        ahead = [record_tag(stage, accepted.sequence), record_tag(stage, accepted.sequence + 1)]
+        lookups = _Lookups(repository, [*ahead, stage] if check_tag else ahead)
+        head_sequence = _warm_head(repository, stage, accepted, lookups)
         start = accepted.sequence
     else:
         sequences = stage_sequences(repository, stage)
@@ -278,6 +332,7 @@ def verify_stage(
             signers,
             record.issued_at,
             record.expires_at,
+            record.replaces,
         )
     else:
         assert accepted is not None
@@ -285,11 +340,17 @@ def verify_stage(
     if result.expires_at:
         _check_expiry(stage, _expiring(result))
     if check_tag:
-        tagged = repository.resolve(stage)
-        if tagged is None or tagged.digest != result.digest:
+        early = lookups.was_ahead(stage)
+        tagged = lookups.resolve(stage)
+        held = tagged.digest if tagged is not None else None
+        if early and held != result.digest:
+            # read together with the chain: a promotion may have moved it in between
+            tagged = repository.resolve(stage)
+            held = tagged.digest if tagged is not None else None
+        if held != result.digest and not (tag_may_lag and held == result.replaces):
             raise VerificationError(
                 f"the {stage} tag of {repository.name} points at "
-                f"{tagged.digest if tagged else 'nothing'}, but the signed chain says "
+                f"{held or 'nothing'}, but the signed chain says "
                 f"{result.digest}",
                 "the tag was moved without a signed promotion; only 'modelreg promote' moves "
                 "stages",
@@ -307,13 +368,14 @@ def verify_stage(
                 signers=list(result.signers),
                 issued_at=result.issued_at,
                 expires_at=result.expires_at,
+                replaces=result.replaces,
             ),
         )
     return result
 
 
-def _warm_head(repository: Repository, stage: str, accepted: Accepted) -> int:
-    found = repository.resolve(record_tag(stage, accepted.sequence))
+def _warm_head(repository: Repository, stage: str, accepted: Accepted, lookups: _Lookups) -> int:
+    found = lookups.resolve(record_tag(stage, accepted.sequence))
     if found is None:
         raise VerificationError(
             f"{stage} record {accepted.sequence} of {repository.name}, which this client "
@@ -324,7 +386,7 @@ def _warm_head(repository: Repository, stage: str, accepted: Accepted) -> int:
         stored = _read(repository, stage, accepted.sequence)
         if stored.payload_digest != accepted.payload:
             raise _fork(repository, stage, accepted.sequence)
-    return _head_sequence_from(repository, stage, accepted.sequence)
+    return _head_sequence_from(repository, stage, accepted.sequence, lookups)
 
 
 def _fork(repository: Repository, stage: str, sequence: int) -> VerificationError:
@@ -347,6 +409,7 @@ def _from_accepted(repository: Repository, stage: str, accepted: Accepted) -> Ve
         tuple(accepted.signers),
         accepted.issued_at,
         accepted.expires_at,
+        accepted.replaces,
     )
 
 

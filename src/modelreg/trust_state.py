@@ -31,6 +31,7 @@ class Accepted:
     signers: list[str] = field(default_factory=list)
     issued_at: str = ""
     expires_at: str | None = None
+    replaces: str | None = None  # what the stage held before that record
 
 
 class TrustState:
@@ -51,7 +52,13 @@ class TrustState:
             return None
 
     def accept(self, key: str, accepted: Accepted) -> None:
-        """Remember ``accepted`` unless it would move the sequence backwards."""
+        """Remember ``accepted`` unless it would move the sequence backwards.
+
+        A new head is written (and fsynced) at once. The same head verified again
+        only refreshes ``verified_at``, which is written at most every
+        ``REFRESH_EVERY`` seconds: a warm resolve must not cost an fsync, and an
+        older ``verified_at`` only makes an offline answer look staler than it is.
+        """
         with self._locked():
             data = self._read()
             current = data.get(key)
@@ -61,7 +68,10 @@ class TrustState:
                     f"{accepted.sequence} for {key.split('|', 1)[1]}",
                     "a replayed older record was offered",
                 )
-            data[key] = asdict(accepted)
+            entry = asdict(accepted)
+            if isinstance(current, dict) and _only_refreshed(current, entry):
+                return
+            data[key] = entry
             self._write(data)
 
     def _read(self) -> dict[str, Any]:
@@ -96,3 +106,15 @@ class TrustState:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+REFRESH_EVERY = 30.0
+
+
+def _only_refreshed(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``new`` is ``current`` verified again, recently enough not to write."""
+    same = {k: v for k, v in current.items() if k != "verified_at"} == {
+        k: v for k, v in new.items() if k != "verified_at"
+    }
+    age = float(new["verified_at"]) - float(current.get("verified_at") or 0.0)
+    return same and 0 <= age < REFRESH_EVERY
