@@ -440,3 +440,26 @@ def test_copy_refuses_a_bad_alias_before_copying(
     name, digest = api.copy(pushed.reference, f"{destination}:imported", stores=stores)
     rows = api.versions(name, stores=stores)
     assert [(r.version, r.digest, r.aliases) for r in rows] == [(1, digest, ("imported",))]
+
+
+def test_a_listed_tag_that_is_not_readable_yet_is_waited_for(
+    stores: Stores, target: str, tmp_path: Path
+) -> None:
+    """registry:2 lists a tag a moment before it can be read; reads after a listing wait."""
+    from modelreg.errors import NotFound
+    from modelreg.store.base import read_listed
+
+    repo = stores.repository(parse_reference(target))
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    pushed = api.push(tmp_path / "m.bin", target, capture=False, stores=stores)
+    _, data = repo.fetch_manifest(pushed.digest)
+    late = ThreadPoolExecutor(1).submit(
+        lambda: (time.sleep(0.2), repo.push_manifest(data, IMAGE_MANIFEST, ["late"]))
+    )
+    found, _ = read_listed(lambda: repo.fetch_manifest("late"))
+    late.result()
+    assert found.digest == pushed.digest
+    started = time.monotonic()
+    with pytest.raises(NotFound):
+        read_listed(lambda: repo.fetch_manifest("never"))
+    assert time.monotonic() - started < 5  # bounded

@@ -15,15 +15,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import stages
 from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
 from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
 from .packing import LayerPlan, read_single_file
-from .policy import TrustPolicy, require_trust, trust_from_options
-from .promotion import record_tag
 from .reference import Reference, parse_reference, parse_registry_host
-from .signing import SigningKey, load_signing_key
 from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
@@ -40,7 +36,6 @@ from .transfer import (
     push_model,
     read_small_blob,
 )
-from .trust_state import TrustState
 from .versions import (
     DEFAULT_STAGES,
     Published,
@@ -58,10 +53,13 @@ from .versions import (
 )
 from .versions import unversioned as unversioned_digests
 
-if TYPE_CHECKING:  # lineage, mirror and gc are imported by the calls that use them
+if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads no crypto
     from . import mirror as mirror_mod
-    from . import retention
+    from . import retention, stages
     from .lineage import Lineage
+    from .policy import TrustPolicy
+    from .signing import SigningKey
+    from .trust_state import TrustState
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -255,6 +253,9 @@ def open_reference(
     A stage tag (``fraud:production``) is never read as a tag: its signed chain is
     verified against ``trust`` (or the configured default) and its digest returned.
     """
+    from . import stages
+    from .policy import require_trust
+
     ref = _reference(reference)
     repo = stores.repository(ref)
     if ref.tag and not ref.digest and is_stage(repo, ref.tag):
@@ -265,6 +266,8 @@ def open_reference(
 
 
 def is_stage(repository: Repository, tag: str) -> bool:
+    from .promotion import record_tag
+
     if parse_version_tag(tag) is not None or is_internal_tag(tag):
         return False
     if tag in DEFAULT_STAGES:
@@ -273,10 +276,14 @@ def is_stage(repository: Repository, tag: str) -> bool:
 
 
 def default_trust(stores: Stores) -> TrustPolicy | None:
+    from .policy import trust_from_options
+
     return trust_from_options(home=stores.home)
 
 
 def trust_state(stores: Stores) -> TrustState:
+    from .trust_state import TrustState
+
     return TrustState(stores.home / "trust-state.json")
 
 
@@ -622,6 +629,8 @@ def repair(repository: str | Reference, *, stores: Stores | None = None) -> list
 
 def load_key(path: str | Path, passphrase: bytes | None = None) -> SigningKey:
     """A signing key; the passphrase defaults to $MODELREG_KEY_PASSPHRASE."""
+    from .signing import load_signing_key
+
     if passphrase is None and os.environ.get("MODELREG_KEY_PASSPHRASE"):
         passphrase = os.environ["MODELREG_KEY_PASSPHRASE"].encode()
     return load_signing_key(Path(path), passphrase)
@@ -637,6 +646,8 @@ def promote(
     stores: Stores | None = None,
 ) -> stages.Outcome:
     """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware)."""
+    from . import stages
+
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, policy)
     return stages.promote(
@@ -652,6 +663,9 @@ def approve(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
+    from . import stages
+    from .policy import require_trust
+
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, policy)
     trust = require_trust(policy or default_trust(stores), f"{stage} of {repo.name}")
@@ -666,6 +680,8 @@ def rollback(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
+    from . import stages
+
     stores = stores or Stores()
     repo = stores.repository(_reference(repository))
     return stages.rollback(repo, stage, key, policy or default_trust(stores))
@@ -678,6 +694,8 @@ def history(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> list[stages.HistoryEntry]:
+    from . import stages
+
     stores = stores or Stores()
     repo = stores.repository(_reference(repository))
     return stages.history(repo, [stage] if stage else None, policy or default_trust(stores))
@@ -690,6 +708,9 @@ def verify(
     stores: Stores | None = None,
 ) -> stages.VerifiedStage:
     """Verify a stage's whole chain and its tag; remember the head so replays are refused."""
+    from . import stages
+    from .policy import require_trust
+
     stores = stores or Stores()
     ref = _reference(reference)
     if not ref.tag or ref.digest:

@@ -50,7 +50,7 @@ from .signing import (
     sign_envelope,
     verify_envelope,
 )
-from .store.base import Repository
+from .store.base import Repository, read_listed
 from .timeutil import format_time, now_utc, parse_time
 from .trust_state import Accepted, TrustState
 from .versions import version_of
@@ -107,7 +107,8 @@ def _stage_key(repository: Repository, stage: str, policy: TrustPolicy) -> str:
 
 def _read(repository: Repository, stage: str, sequence: int) -> StoredRecord:
     try:
-        stored = read_record(repository, record_tag(stage, sequence))
+        # most sequences come from a tag listing, which may run ahead of the tag
+        stored = read_listed(lambda: read_record(repository, record_tag(stage, sequence)))
     except IntegrityError as exc:
         raise VerificationError(
             f"{stage} record {sequence} of {repository.name} is tampered or malformed: "

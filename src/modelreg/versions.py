@@ -51,7 +51,7 @@ from .oci import (
     empty_config_descriptor,
 )
 from .reference import validate_tag
-from .store.base import Repository, parse_claim_tag
+from .store.base import Repository, parse_claim_tag, read_listed
 from .store.layout import LayoutRepository
 
 VERSION_ARTIFACT = "application/vnd.modelreg.version.v1"
@@ -428,7 +428,7 @@ def list_versions(
             stamped[(claim[0], claimed)] = _created(claim[2])
 
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
-        descriptor, data = repository.fetch_manifest(version_tags[number])
+        descriptor, data = read_listed(lambda: repository.fetch_manifest(version_tags[number]))
         manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
         created = stamped.get((descriptor.digest, number), "")
         if not created and record_tag(descriptor.digest) in tags:

@@ -9,14 +9,31 @@ Everything above this layer — push, pull, copy, versions, stages — talks to 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..digest import Readable
+from ..errors import NotFound
 from ..oci import Descriptor
 
 BytesCallback = Callable[[int], None]
+_T = TypeVar("_T")
+
+# registry:2 writes a tag's index link before its current link, so a tag list can name a
+# tag a moment before the tag can be read (14 in 300 listings raced against a tag write)
+_TAG_SETTLING = (0.05, 0.1, 0.2, 0.4)
+
+
+def read_listed(read: Callable[[], _T]) -> _T:
+    """``read()`` of a tag found by listing: a NotFound is retried for up to 0.75 s."""
+    for pause in _TAG_SETTLING:
+        try:
+            return read()
+        except NotFound:
+            time.sleep(pause)
+    return read()
 
 
 class Repository(Protocol):
