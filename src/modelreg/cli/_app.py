@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..policy import TrustPolicy, trust_from_options
 from ..store import RegistryOptions, Stores
+
+if TYPE_CHECKING:  # the trust stack (cryptography) loads only for commands that verify
+    from ..policy import TrustPolicy
 
 app = typer.Typer(
     name="modelreg",
@@ -53,6 +55,8 @@ PolicyOption = Annotated[
 
 def trust_policy(trust: list[Path] | None, policy: Path | None) -> TrustPolicy | None:
     """--policy/--trust, else $MODELREG_POLICY, $MODELREG_TRUST or $MODELREG_HOME/policy.toml."""
+    from ..policy import trust_from_options
+
     return trust_from_options(trust or [], policy, home=settings.stores().home)
 
 

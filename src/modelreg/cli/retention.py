@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import api
-from ..retention import GcReport, VersionDecision, load_rules
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import emit_json, human_size, say
+
+if TYPE_CHECKING:
+    from ..retention import GcReport, VersionDecision
 
 
 def _names(decisions: list[VersionDecision]) -> str:
@@ -50,6 +52,8 @@ def gc(
     Flags override the policy file. Bytes count blobs only deleted versions used;
     a registry frees them at its own garbage-collect, the local store at once.
     """
+    from ..retention import load_rules
+
     rules = load_rules(
         policy_file,
         keep_last=keep_last,

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import api
 from ..errors import InvalidInput
-from ..policy import TrustPolicy, require_trust
-from ..signing import SigningKey, generate_keypair
-from ..stages import Outcome
 from ..timeutil import parse_duration
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import emit_json, say
+
+if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
+    from ..policy import TrustPolicy
+    from ..signing import SigningKey
+    from ..stages import Outcome
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 KeyOption = Annotated[Path, typer.Option("--key", "-k", help="Your private signing key.")]
@@ -44,6 +46,8 @@ def _policy_or_own_key(
     trust: list[Path] | None, policy: Path | None, key_path: Path, key: SigningKey
 ) -> TrustPolicy:
     """The configured trust; without one, the signer's own key (named after its file)."""
+    from ..policy import TrustPolicy
+
     return trust_policy(trust, policy) or TrustPolicy({key_path.stem: key.public_key})
 
 
@@ -77,6 +81,8 @@ def key_generate(
         passphrase = os.environ["MODELREG_KEY_PASSPHRASE"].encode()
     if ask_passphrase and passphrase is None:
         passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True).encode()
+    from ..signing import generate_keypair
+
     private, public = generate_keypair(directory, name, passphrase)
     say(f"private key: {private} (keep it secret)")
     say(f"public key:  {public} (give it to whoever verifies)")
@@ -240,6 +246,7 @@ def resolve(
     """Print the verified digest a stage holds (fail closed), for deploy tooling."""
     if output not in ("digest", "ref", "json"):
         raise InvalidInput(f"unknown --format {output!r}", "use digest, ref or json")
+    from ..policy import require_trust
     from ..resolver import Resolver
 
     resolver = Resolver(
