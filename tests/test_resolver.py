@@ -167,6 +167,15 @@ def test_corrupt_blob_leaves_nothing_trusted(
     assert [p for p in (cache / "layers").iterdir() if p.name.startswith(".tmp-")] == []
 
 
+def landing(layers: Path) -> bool:
+    """Whether bytes are being written into a temporary layer directory right now."""
+    try:
+        temps = [p for p in layers.iterdir() if p.name.startswith(".tmp-")]
+        return any(f.stat().st_size > 0 for t in temps for f in t.rglob("*") if f.is_file())
+    except FileNotFoundError:  # renamed into place (or removed) while we looked
+        return False
+
+
 def test_killed_fetch_leaves_nothing_a_later_fetch_trusts(
     stores: Stores, keys: Path, registry, tmp_path: Path
 ) -> None:
@@ -190,8 +199,7 @@ def test_killed_fetch_leaves_nothing_a_later_fetch_trusts(
     assert child.stdout is not None and child.stdout.readline().strip() == "resolved"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # kill once bytes are landing in a temporary directory
-        temps = [p for p in (cache / "layers").iterdir() if p.name.startswith(".tmp-")]
-        if temps and any(f.stat().st_size > 0 for t in temps for f in t.rglob("*") if f.is_file()):
+        if landing(cache / "layers"):
             break
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
