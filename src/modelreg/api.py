@@ -631,9 +631,15 @@ def load_key(path: str | Path, passphrase: bytes | None = None) -> SigningKey:
     """A signing key; the passphrase defaults to $MODELREG_KEY_PASSPHRASE."""
     from .signing import load_signing_key
 
-    if passphrase is None and os.environ.get("MODELREG_KEY_PASSPHRASE"):
-        passphrase = os.environ["MODELREG_KEY_PASSPHRASE"].encode()
+    if passphrase is None:
+        passphrase = passphrase_from_env()
     return load_signing_key(Path(path), passphrase)
+
+
+def passphrase_from_env() -> bytes | None:
+    """$MODELREG_KEY_PASSPHRASE as bytes; None when it is unset or empty."""
+    value = os.environ.get("MODELREG_KEY_PASSPHRASE")
+    return value.encode() if value else None
 
 
 def promote(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -56,11 +55,7 @@ def _signing_key(path: Path, passphrase_file: Path | None) -> SigningKey:
     try:
         return api.load_key(path, passphrase)
     except InvalidInput:
-        if (
-            passphrase is None
-            and not os.environ.get("MODELREG_KEY_PASSPHRASE")
-            and sys.stdin.isatty()
-        ):
+        if passphrase is None and api.passphrase_from_env() is None and sys.stdin.isatty():
             entered = typer.prompt(f"Passphrase for {path}", hide_input=True)
             return api.load_key(path, entered.encode())
         raise
@@ -77,8 +72,8 @@ def key_generate(
 ) -> None:
     """Generate a signing key pair: NAME.key (mode 0600) and NAME.pub."""
     passphrase = _read_passphrase(passphrase_file)
-    if passphrase is None and os.environ.get("MODELREG_KEY_PASSPHRASE"):
-        passphrase = os.environ["MODELREG_KEY_PASSPHRASE"].encode()
+    if passphrase is None:
+        passphrase = api.passphrase_from_env()
     if ask_passphrase and passphrase is None:
         passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True).encode()
     from ..signing import generate_keypair
