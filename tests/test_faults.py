@@ -133,17 +133,18 @@ def test_registry_killed_during_pushes_never_leaves_a_broken_tag(
     for trial in range(8):
         repository = f"ml/killed-{trial}"
         target = f"{registry.host}/{repository}"
+        push_argv = [
+            sys.executable,
+            "-m",
+            "modelreg",
+            "push",
+            str(model),
+            target,
+            "--no-capture",
+            "--json",
+        ]
         push = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelreg",
-                "push",
-                str(model),
-                target,
-                "--no-capture",
-                "--json",
-            ],
+            push_argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -156,16 +157,7 @@ def test_registry_killed_during_pushes_never_leaves_a_broken_tag(
         for tag in tags_on(registry, repository):
             assert complete(registry, repository, tag), f"trial {trial}: {tag} is incomplete"
         again = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "modelreg",
-                "push",
-                str(model),
-                target,
-                "--no-capture",
-                "--json",
-            ],
+            push_argv,
             capture_output=True,
             text=True,
             env=env,

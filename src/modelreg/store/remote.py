@@ -163,12 +163,13 @@ class RemoteRepository:
             except Exception:
                 if attempt < attempts and body.restartable:
                     self._cancel(location)
-                    time.sleep(0.2 * attempt)
+                    self.transport.pause_before_retry(attempt)
                     continue
                 raise
             if response.status_code in (500, 502, 503, 504) and attempt < attempts:
                 response.close()
                 self._cancel(location)
+                self.transport.pause_before_retry(attempt)
                 continue
             if response.status_code != 202:
                 raise self._error(response, "uploading blob")
