@@ -458,3 +458,22 @@ def test_gc_never_lets_a_version_number_be_reused(
     (model / "weights.bin").write_bytes(b"new")
     pushed = api.push(model, target, capture=False, stores=stores)
     assert pushed.version == 3 and pushed.digest not in digests
+
+
+@pytest.mark.parametrize(
+    ("flag", "what"),
+    [
+        (["--policy-file"], "retention policy file"),
+        (["--keep-last", "1", "--policy"], "policy file"),
+    ],
+)
+def test_a_policy_path_that_is_a_directory_is_a_clear_error(
+    cli: Cli, tmp_path: Path, flag: list[str], what: str
+) -> None:
+    """Both TOML policies (retention, trust): no traceback for an unreadable path."""
+    result = cli("gc", "fraud", *flag, str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"cannot read {what} {tmp_path}" in result.stderr
+    assert "Traceback" not in result.stderr and "hint:" in result.stderr
+    missing = cli("gc", "fraud", *flag, str(tmp_path / "absent.toml"))
+    assert missing.returncode == 3 and f"{what} not found" in missing.stderr

@@ -31,13 +31,13 @@ import hashlib
 import operator
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, NotFound, PolicyError, VerificationError
+from ._toml import load_toml_file
+from .errors import InvalidInput, PolicyError, VerificationError
 from .signing import Envelope, PublicKey, load_public_key, verify_envelope
 
 # 30 characters at most: a record tag and its claim tag must fit in 128 characters
@@ -213,12 +213,7 @@ def policy_from_keys(paths: Iterable[Path]) -> TrustPolicy:
 
 
 def load_policy(path: Path, extra_keys: Sequence[Path] = ()) -> TrustPolicy:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NotFound(f"policy file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"policy file {path} is not valid TOML: {exc}") from None
+    data = load_toml_file(path, "policy file")
     keys_table = data.get("keys", {})
     if not isinstance(keys_table, dict):
         raise InvalidInput(f'{path}: [keys] must be a table of name = "file.pub"')

@@ -37,7 +37,6 @@ fails whole (the manifest is refused, nothing indexed), never half.
 from __future__ import annotations
 
 import contextlib
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ._toml import load_toml_file
 from .errors import IntegrityError, InvalidInput, ModelregError, NotFound, VerificationError
 from .inventory import Inventory, read_tags
 from .oci import Manifest, manifest_references
@@ -122,12 +122,7 @@ def load_rules(
 
 
 def _read_gc_table(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NotFound(f"retention policy file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"retention policy file {path} is not valid TOML: {exc}") from None
+    data = load_toml_file(path, "retention policy file")
     table = data.get("gc")
     if not isinstance(table, dict):
         raise InvalidInput(
