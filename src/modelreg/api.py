@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
+from .digest import hex_part
+from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
-from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
+from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Descriptor, Manifest
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference, parse_registry_host
 from .store import RegistryOptions, Stores, credentials
@@ -54,8 +55,8 @@ from .versions import (
 from .versions import unversioned as unversioned_digests
 
 if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads no crypto
+    from . import content_signatures, retention, stages
     from . import mirror as mirror_mod
-    from . import retention, stages
     from .lineage import Lineage
     from .policy import TrustPolicy
     from .signing import SigningKey
@@ -118,6 +119,8 @@ def push(
     aliases: Sequence[str] = (),
     stores: Stores | None = None,
     progress: Progress | None = None,
+    sign: SigningKey | None = None,
+    signature: str | Path | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
 
@@ -129,6 +132,10 @@ def push(
     override that lineage's fields one by one. Bad input (lineage, annotations too
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
+
+    ``sign`` attaches an OpenSSF model-signing content signature of the files made
+    with that key; ``signature`` attaches one made by ``model_signing sign key``,
+    refused (VerificationError) unless it covers exactly the files pushed.
     """
     from . import lineage as lineage_mod
 
@@ -143,6 +150,7 @@ def push(
     aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
     check_aliases(repo, aliases)
     cache = digest_cache(stores)
+    content_bundle = _content_bundle(path, sign, signature, cache)
     given, captured = lineage_mod.capture_lineage(
         code_dir=Path(code_dir) if (capture and code_dir is not None and lineage is None) else None,
         data=data,
@@ -184,6 +192,7 @@ def push(
         for layer in known.manifest.layers:
             title = layer.annotations.get(ANNOTATION_TITLE, layer.digest)
             report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
+        _attach_content(repo, known.descriptor, content_bundle)
         return PushResult(
             repository=repo.name,
             digest=found.digest,
@@ -212,6 +221,7 @@ def push(
         unversioned=looked_up and found is None,
         record_blob_present=True,
     )
+    _attach_content(repo, pushed.descriptor, content_bundle)
     return PushResult(
         repository=repo.name,
         digest=published.digest,
@@ -222,6 +232,28 @@ def push(
         uploaded=pushed.uploaded_bytes,
         aliases=aliases,
     )
+
+
+def _content_bundle(
+    path: str | Path, sign: SigningKey | None, signature: str | Path | None, cache: DigestCache
+) -> bytes | None:
+    if sign is None and signature is None:
+        return None
+    from .content_signatures import bundle_for_push
+
+    return bundle_for_push(
+        Path(path),
+        sign,
+        Path(signature) if signature else None,
+        lambda file: hex_part(cache.file_sha256(file)),
+    )
+
+
+def _attach_content(repo: Repository, model: Descriptor, bundle: bytes | None) -> None:
+    if bundle is not None:
+        from .content_signatures import attach
+
+        attach(repo, model, bundle)
 
 
 @dataclass(frozen=True)
@@ -261,6 +293,10 @@ def open_reference(
     if ref.tag and not ref.digest and is_stage(repo, ref.tag):
         policy = require_trust(trust or default_trust(stores), str(ref))
         verified = stages.verify_stage(repo, ref.tag, policy, state=trust_state(stores))
+        if policy.rule(ref.tag).require_content_signature:
+            from .content_signatures import verify_model
+
+            verify_model(repo, verified.digest, policy.allowed_keys(ref.tag), str(ref))
         return repo, verified.digest
     return repo, resolve_reference_tag(repo, ref.identifier)
 
@@ -295,14 +331,24 @@ def pull(
     trust: TrustPolicy | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    signature: str | Path | None = None,
 ) -> PullResult:
     """Write a model's files into ``destination``, every byte verified, all or nothing.
 
     A stage reference (``fraud:production``) is verified against ``trust`` first.
+    ``signature`` names a file to write the model's content signature to, one that
+    ``model_signing verify key DESTINATION --signature FILE`` accepts; with trusted
+    keys (``trust`` or the configured default) only one by a trusted key.
     """
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, trust)
     pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+    if signature is not None:
+        from .content_signatures import write_signature
+
+        keys = trust or default_trust(stores)
+        trusted = {key.key_id: key for key in keys.keys.values()} if keys else None
+        write_signature(repo, pulled.descriptor.digest, pulled.path, Path(signature), trusted)
     return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
 
 
@@ -650,12 +696,20 @@ def promote(
     policy: TrustPolicy | None = None,
     expires_in: timedelta | None = None,
     stores: Stores | None = None,
+    sign_content: bool = False,
 ) -> stages.Outcome:
-    """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware)."""
+    """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware).
+
+    ``sign_content`` first attaches a content signature of the model's files by ``key``.
+    """
     from . import stages
 
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, policy)
+    if sign_content:
+        from .content_signatures import sign_model
+
+        sign_model(repo, identifier, key)
     return stages.promote(
         repo, identifier, stage, key, policy or default_trust(stores), expires_in=expires_in
     )
@@ -726,6 +780,44 @@ def verify(
     repo = stores.repository(ref)
     trust = require_trust(policy or default_trust(stores), str(ref))
     return stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
+
+
+def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:
+    """Whether ``reference`` is a stage (``fraud:production``) rather than a version."""
+    ref = _reference(reference)
+    if not ref.tag or ref.digest:
+        return False
+    return is_stage((stores or Stores()).repository(ref), ref.tag)
+
+
+def verify_content(
+    reference: str | Reference,
+    *,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> content_signatures.ContentVerification:
+    """Verify a version's content signatures against the trusted keys; who signed.
+
+    VerificationError when no signature by a trusted key covers exactly its files.
+    """
+    from . import content_signatures
+
+    stores = stores or Stores()
+    ref = _reference(reference)
+    trust = policy or default_trust(stores)
+    if trust is None:
+        raise InvalidInput(
+            f"verifying the content of {ref} needs trusted keys",
+            "pass --trust KEY.pub or --policy FILE (or set MODELREG_POLICY / MODELREG_TRUST)",
+        )
+    repo, identifier = open_reference(stores, ref, trust)
+    digest = repo.resolve(identifier)
+    if digest is None:
+        raise NotFound(f"{ref} does not exist", "check the name with `modelreg versions`")
+    keys = {key.key_id: key for key in trust.keys.values()}
+    found = content_signatures.verify_model(repo, digest.digest, keys, str(ref))
+    signers = tuple(dict.fromkeys(trust.name_of(item.key.key_id) for item in found))
+    return content_signatures.ContentVerification(repo.name, digest.digest, signers)
 
 
 def login(host: str, username: str, secret: str, *, stores: Stores | None = None) -> str:

@@ -81,7 +81,9 @@ def is_ignored(name: str, ignored: Iterable[str] = DEFAULT_IGNORED) -> bool:
     return any(name == path or name.startswith(f"{path}/") for path in ignored)
 
 
-def signed_part(files: Mapping[str, str], ignored: Iterable[str] = DEFAULT_IGNORED) -> dict[str, str]:
+def signed_part(
+    files: Mapping[str, str], ignored: Iterable[str] = DEFAULT_IGNORED
+) -> dict[str, str]:
     """The files a signature covers: all but the ignored paths."""
     ignored = tuple(ignored)
     return {name: digest for name, digest in files.items() if not is_ignored(name, ignored)}
@@ -192,6 +194,8 @@ def _parse_statement(payload: bytes) -> tuple[str, dict[str, str], tuple[str, ..
         if resource.get("algorithm") != "sha256" or not isinstance(path, str):
             _bad(f"resource #{index + 1} is not a named sha256 file digest")
         _check_name(path, IntegrityError)
+        if not isinstance(digest, str):
+            _bad(f"resource {path!r} has no digest")
         _check_hex(digest, path, IntegrityError)
         if path in files:
             _bad(f"the signature lists {path!r} twice")

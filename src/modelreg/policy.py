@@ -134,6 +134,7 @@ class StageRule:
     threshold: int = 1
     requires: str | None = None
     gates: tuple[Gate, ...] = ()
+    require_content_signature: bool = False  # reads need a content signature by a signer
 
 
 @dataclass(frozen=True)
@@ -242,16 +243,21 @@ def load_policy(path: Path, extra_keys: Sequence[Path] = ()) -> TrustPolicy:
     return TrustPolicy(keys, stages)
 
 
+_CONTENT = "require_content_signature"
+
+
 def _stage_rule(path: Path, stage: str, table: Any, keys: Mapping[str, PublicKey]) -> StageRule:
     where = f"{path}: [stages.{stage}]"
     if not isinstance(table, dict):
         raise InvalidInput(f"{where} must be a table")
-    unknown = set(table) - {"signers", "threshold", "requires", "gates"}
+    unknown = set(table) - {"signers", "threshold", "requires", "gates", _CONTENT}
     if unknown:
         raise InvalidInput(
             f"{where}: unknown setting(s) {sorted(unknown)}",
-            "settings are signers, threshold, requires, gates",
+            f"settings are signers, threshold, requires, gates, {_CONTENT}",
         )
+    if not isinstance(table.get(_CONTENT, False), bool):
+        raise InvalidInput(f"{where}: {_CONTENT} must be true or false")
     signers = table.get("signers")
     if signers is not None:
         if not isinstance(signers, list) or not all(isinstance(s, str) for s in signers):
@@ -278,6 +284,7 @@ def _stage_rule(path: Path, stage: str, table: Any, keys: Mapping[str, PublicKey
         threshold=threshold,
         requires=requires,
         gates=tuple(parse_gate(g) for g in gates),
+        require_content_signature=table.get(_CONTENT, False),
     )
 
 

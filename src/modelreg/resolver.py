@@ -226,12 +226,30 @@ class Resolver:
 
     # ----- fetch -----------------------------------------------------------------------
 
-    def fetch(self, model: ResolvedModel) -> Path:
+    def fetch(self, model: ResolvedModel, *, signature: str | Path | None = None) -> Path:
         """A local directory with the model's files, every byte verified.
 
         Layers already in the cache are not downloaded again, so a new version that
-        changes one file downloads one layer.
+        changes one file downloads one layer. ``signature`` names a file to write the
+        model's content signature (by a key trusted for the stage) to; when the
+        policy requires content signatures for the stage, one must cover the files.
         """
+        target = self._fetch(model)
+        if signature is not None or self._policy.rule(model.stage).require_content_signature:
+            from .content_signatures import write_signature
+
+            output = Path(signature) if signature is not None else None
+            with tempfile.TemporaryDirectory() as scratch:
+                write_signature(
+                    self._repository(parse_reference(model.repository)),
+                    model.digest,
+                    target,
+                    output or Path(scratch) / "model.sig",
+                    self._policy.allowed_keys(model.stage),
+                )
+        return target
+
+    def _fetch(self, model: ResolvedModel) -> Path:
         target = self.cache_dir / "models" / hex_part(model.digest)
         if target.is_dir():
             return target

@@ -120,6 +120,10 @@ def promote(
     expires: Annotated[
         str | None, typer.Option("--expires", help="Record lifetime, e.g. 90d.")
     ] = None,
+    sign_content: Annotated[
+        bool,
+        typer.Option("--sign-content", help="Also attach a content signature with your key."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Move a stage to a model with a signed promotion record (gated by the policy)."""
@@ -131,6 +135,7 @@ def promote(
         policy=_policy_or_own_key(trust, policy, key, signing_key),
         expires_in=parse_duration(expires) if expires else None,
         stores=settings.stores(),
+        sign_content=sign_content,
     )
     _report(outcome, reference.split("@")[0], as_json)
 
@@ -212,12 +217,24 @@ def history(
 
 @app.command()
 def verify(
-    reference: Annotated[str, typer.Argument(help="REPO:STAGE, e.g. fraud:production.")],
+    reference: Annotated[
+        str, typer.Argument(help="REPO:STAGE (its chain) or REPO:vN / REPO@DIGEST (its content).")
+    ],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Verify a stage's whole signed chain and its tag; fail closed with the reason."""
+    """Verify a stage's whole signed chain and its tag, or a version's content signatures."""
+    if not api.names_stage(reference, stores=settings.stores()):
+        content = api.verify_content(
+            reference, policy=trust_policy(trust, policy), stores=settings.stores()
+        )
+        if as_json:
+            emit_json(content.to_dict())
+            return
+        say(f"verified content: {content.repository}@{content.digest}")
+        say(f"files signed by {', '.join(content.signers)}")
+        return
     verified = api.verify(reference, policy=trust_policy(trust, policy), stores=settings.stores())
     if as_json:
         emit_json(verified.to_dict())
