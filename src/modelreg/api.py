@@ -347,7 +347,13 @@ def pull(
         from .content_signatures import write_signature
 
         keys = trust or default_trust(stores)
-        trusted = {key.key_id: key for key in keys.keys.values()} if keys else None
+        trusted = None
+        if keys is not None:
+            ref = _reference(reference)
+            stage = ref.tag if names_stage(ref, stores=stores) else None
+            trusted = (
+                keys.allowed_keys(stage) if stage else {k.key_id: k for k in keys.keys.values()}
+            )
         write_signature(repo, pulled.descriptor.digest, pulled.path, Path(signature), trusted)
     return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
 
