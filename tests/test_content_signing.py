@@ -42,8 +42,16 @@ def stock() -> Path:
 def stock_verify(stock: Path, model: Path, signature: Path, public_key: Path) -> bool:
     """The stock tool's verdict; its error is shown when it refuses."""
     done = subprocess.run(
-        [str(stock), "verify", "key", str(model), "--signature", str(signature)]
-        + ["--public_key", str(public_key)],
+        [
+            str(stock),
+            "verify",
+            "key",
+            str(model),
+            "--signature",
+            str(signature),
+            "--public_key",
+            str(public_key),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -55,8 +63,16 @@ def stock_verify(stock: Path, model: Path, signature: Path, public_key: Path) ->
 
 def stock_sign(stock: Path, model: Path, signature: Path, private_key: Path) -> None:
     subprocess.run(
-        [str(stock), "sign", "key", str(model), "--signature", str(signature)]
-        + ["--private_key", str(private_key)],
+        [
+            str(stock),
+            "sign",
+            "key",
+            str(model),
+            "--signature",
+            str(signature),
+            "--private_key",
+            str(private_key),
+        ],
         check=True,
         capture_output=True,
         timeout=120,
