@@ -197,6 +197,20 @@ def test_git_files_are_left_out_as_the_stock_tool_does(
     assert cli("verify", target, "--trust", str(keys / "alice.pub")).returncode == 0
 
 
+def test_single_file_model(cli: Cli, stock: Path, keys: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"w" * 4096)
+    target = unique_repo("fraud")
+    # the stock tool names a lone file '.', which no pulled directory can match
+    stock_sign(stock, weights, tmp_path / "file.sig", keys / "alice.key")
+    refused = cli("push", str(weights), target, "--signature", str(tmp_path / "file.sig"))
+    assert refused.returncode == 7 and "single file" in refused.stderr
+    assert cli("push", str(weights), target, "--sign", str(keys / "alice.key")).returncode == 0
+    out, sig = tmp_path / "out", tmp_path / "dir.sig"
+    assert cli("pull", target, str(out), "--signature", str(sig)).returncode == 0
+    assert stock_verify(stock, out, sig, keys / "alice.pub")
+
+
 # ----- a pusher without the key ----------------------------------------------------------------
 
 

@@ -187,8 +187,8 @@ def bundles(repository: Repository, model: str) -> list[ContentBundle]:
             found.append(
                 parse_bundle(read_small_blob(repository, manifest.layers[0], MAX_BUNDLE_BYTES))
             )
-        except (IntegrityError, NotFound):
-            continue
+        except (IntegrityError, NotFound, VerificationError):
+            continue  # another writer's damaged or unusable bundle counts for nothing
     return found
 
 

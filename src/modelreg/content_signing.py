@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
-from .errors import IntegrityError, InvalidInput
+from .errors import IntegrityError, InvalidInput, VerificationError
 from .signing import (
     IN_TOTO_PAYLOAD_TYPE,
     IN_TOTO_STATEMENT_TYPE,
@@ -193,6 +193,12 @@ def _parse_statement(payload: bytes) -> tuple[str, dict[str, str], tuple[str, ..
         path, digest = resource.get("name"), resource.get("digest")
         if resource.get("algorithm") != "sha256" or not isinstance(path, str):
             _bad(f"resource #{index + 1} is not a named sha256 file digest")
+        if path == ".":
+            raise VerificationError(
+                "the signature was made over a single file, not a directory",
+                "a pull writes DIR/FILE, which it cannot cover: put the file in a directory, "
+                "sign that with `model_signing sign key DIR`, and push the directory",
+            )
         _check_name(path, IntegrityError)
         if not isinstance(digest, str):
             _bad(f"resource {path!r} has no digest")
