@@ -280,6 +280,7 @@ require_content_signature = true
     resolver = Resolver(policy=policy, cache_dir=tmp_path / "cache", stores=stores)
     with pytest.raises(VerificationError):
         resolver.fetch(resolver.resolve(target, "production"))
+    assert cli("verify", f"{target}:production", "--policy", str(policy_file)).returncode == 7
 
     promoted = cli(
         "promote", f"{target}:v1", "--to", "production", "--key", str(keys / "alice.key"),
@@ -293,6 +294,7 @@ require_content_signature = true
     )  # fmt: skip
     assert pulled.returncode == 0, pulled.stderr
     assert stock_verify(stock, out, sig, keys / "alice.pub")  # alice's, not bob's
+    assert cli("verify", f"{target}:production", "--policy", str(policy_file)).returncode == 0
 
     fetched_sig = tmp_path / "fetched.sig"
     path = resolver.fetch(resolver.resolve(target, "production"), signature=fetched_sig)

@@ -785,7 +785,12 @@ def verify(
         )
     repo = stores.repository(ref)
     trust = require_trust(policy or default_trust(stores), str(ref))
-    return stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
+    verified = stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
+    if trust.rule(ref.tag).require_content_signature:
+        from .content_signatures import verify_model
+
+        verify_model(repo, verified.digest, trust.allowed_keys(ref.tag), str(ref))
+    return verified
 
 
 def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:

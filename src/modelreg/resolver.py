@@ -125,6 +125,7 @@ class Resolver:
         self._lock = threading.Lock()
         self._repositories: dict[str, Repository] = {}
         self._verified_at: dict[tuple[str, str], tuple[str, float]] = {}  # -> (digest, when)
+        self._content_checked: set[tuple[str, str]] = set()  # (digest, policy fingerprint)
 
     # ----- resolve -------------------------------------------------------------------
 
@@ -235,7 +236,9 @@ class Resolver:
         policy requires content signatures for the stage, one must cover the files.
         """
         target = self._fetch(model)
-        if signature is not None or self._policy.rule(model.stage).require_content_signature:
+        required = self._policy.rule(model.stage).require_content_signature
+        checked = (model.digest, self._policy.fingerprint(model.stage))
+        if signature is not None or (required and checked not in self._content_checked):
             from .content_signatures import write_signature
 
             output = Path(signature) if signature is not None else None
@@ -247,6 +250,7 @@ class Resolver:
                     output or Path(scratch) / "model.sig",
                     self._policy.allowed_keys(model.stage),
                 )
+            self._content_checked.add(checked)  # the cached files are immutable
         return target
 
     def _fetch(self, model: ResolvedModel) -> Path:
