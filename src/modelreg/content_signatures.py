@@ -3,7 +3,11 @@
 Each signature is a Sigstore bundle (:mod:`.content_signing`) in a small OCI
 artifact manifest: ``artifactType`` the bundle media type, one layer holding
 the bundle's exact bytes, ``subject`` the model's manifest. :func:`_attach` and
-:func:`_listed` are the only two places that know where such manifests live.
+:func:`_listed` are the only two places that know where such manifests live: for now
+a tag ``sha256-<model hex>.sig-<bundle manifest hex[:16]>``; they become
+``store.referrers.attach_referrer`` / ``list_referrers(..., BUNDLE_MEDIA_TYPE)`` once
+the anchor tag has moved off ``sha256-<hex>`` (the referrers tag-schema fallback for
+registries without the referrers API writes exactly that tag).
 
 What the files are is never taken from the model manifest's annotations (a
 pusher writes those): it is hashed from the files themselves, on disk after a
