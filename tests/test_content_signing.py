@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli, unique_repo, write_model
-from conftest_engines import STRICT_ENV, strict_mode
+from conftest_engines import STRICT_ENV, Registry, strict_mode
 
 from modelreg import api
 from modelreg.content_signatures import attach
@@ -208,6 +208,18 @@ def test_single_file_model(cli: Cli, stock: Path, keys: Path, tmp_path: Path) ->
     assert cli("push", str(weights), target, "--sign", str(keys / "alice.key")).returncode == 0
     out, sig = tmp_path / "out", tmp_path / "dir.sig"
     assert cli("pull", target, str(out), "--signature", str(sig)).returncode == 0
+    assert stock_verify(stock, out, sig, keys / "alice.pub")
+
+
+def test_copy_carries_content_signatures(
+    cli: Cli, stock: Path, keys: Path, model_dir: Path, registry: Registry, tmp_path: Path
+) -> None:
+    source = unique_repo("fraud")
+    assert cli("push", str(model_dir), source, "--sign", str(keys / "alice.key")).returncode == 0
+    destination = f"{registry.host}/{unique_repo()}"
+    assert cli("copy", f"{source}:v1", destination).returncode == 0
+    out, sig = tmp_path / "out", tmp_path / "copied.sig"
+    assert cli("pull", destination, str(out), "--signature", str(sig)).returncode == 0
     assert stock_verify(stock, out, sig, keys / "alice.pub")
 
 

@@ -501,6 +501,9 @@ def copy(
     descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
+    from .content_signatures import copy_signatures
+
+    copy_signatures(src_repo, dst_repo, descriptor)
     return dst_repo.name, descriptor.digest
 
 

@@ -109,6 +109,14 @@ def attach(repository: Repository, model: Descriptor, bundle: bytes) -> Descript
     return _attach(repository, manifest.to_bytes(), model)
 
 
+def copy_signatures(source: Repository, destination: Repository, model: Descriptor) -> int:
+    """Attach every content signature of ``model`` in ``source`` to it in ``destination``."""
+    found = bundles(source, model.digest)
+    for bundle in found:
+        attach(destination, model, bundle.data)
+    return len(found)
+
+
 def sign_and_attach(
     repository: Repository, model: Descriptor, files: Mapping[str, str], name: str, key: SigningKey
 ) -> Descriptor:
