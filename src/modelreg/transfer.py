@@ -40,7 +40,6 @@ from .packing import (
     make_layer,
     plan_layers,
     scan_model,
-    unpack_layer,
 )
 from .store.base import Repository
 
@@ -304,10 +303,16 @@ def unpack_model(
     progress: Progress | None = None,
 ) -> list[str]:
     """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
+    from . import formats  # the form (image, ModelPack, ModelKit) says how layers become files
+    from .formats.layers import unpack
+
     report = progress or _silent
     files: list[str] = []
-    for layer in model_layers(manifest):
-        title = layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
+    if formats.form_of(manifest) != formats.IMAGE:
+        formats.read_facts(repository, manifest)  # its config is verified and checked first
+    for file_layer in formats.file_layers(manifest):
+        layer = file_layer.descriptor
+        title = file_layer.title or layer.digest[:19]
 
         def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
             report(TransferEvent("download", title, layer.digest, count, layer.size))
@@ -319,7 +324,7 @@ def unpack_model(
                 layer.size,
                 f"layer {layer.digest}",
             )
-            files.extend(unpack_layer(reader, target))
+            files.extend(unpack(file_layer, reader, target))
             reader.finish()
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files

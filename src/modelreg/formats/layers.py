@@ -1,0 +1,105 @@
+"""A layer of any form as files: a tar (maybe gzip or zstd) or one raw file at a path.
+
+Every form modelreg reads (its own image, ModelPack, KitOps) comes down to
+these two kinds. The stream handed in is the blob's *verified* stream; the
+caller finishes the verification after the files are written, into a staging
+directory it throws away on any error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
+
+from ..digest import CHUNK, Readable
+from ..errors import IntegrityError
+from ..oci import Descriptor
+from ..packing import _make_dirs, unpack_layer
+
+COMPRESSIONS = ("", "gzip", "zstd")
+
+
+@dataclass(frozen=True)
+class FileLayer:
+    """How one layer becomes files below the target directory."""
+
+    descriptor: Descriptor
+    archive: bool  # a tar archive (True) or one raw file (False)
+    compression: str  # "", "gzip" or "zstd"
+    path: str  # a raw layer's file path, relative; "" for a tar
+    root: str | None  # a tar's entries are taken from below this directory; None: all
+    title: str
+
+    def __post_init__(self) -> None:
+        assert self.compression in COMPRESSIONS
+
+
+def safe_path(value: str, where: str) -> PurePosixPath:
+    """A relative path that stays below the target, or IntegrityError naming ``where``."""
+    text = value
+    while text.startswith("./"):
+        text = text[2:]
+    text = text.rstrip("/")
+    if not text or text.startswith("/") or "\0" in text or "\\" in text:
+        raise IntegrityError(
+            f"{where}: file path {value!r} is not a relative path",
+            "the artifact names a path outside the model directory; it was not written",
+        )
+    parts = text.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise IntegrityError(
+            f"{where}: file path {value!r} escapes the model directory",
+            "the artifact names a path outside the model directory; it was not written",
+        )
+    return PurePosixPath(*parts)
+
+
+def decoded(stream: Readable, compression: str) -> Readable:
+    """The uncompressed bytes of a layer stream (the one place layers are decompressed)."""
+    if compression == "gzip":
+        return cast(Readable, gzip.GzipFile(fileobj=cast(Any, stream), mode="rb"))
+    if compression == "zstd":
+        import zstandard  # here: only zstd layers need it
+
+        return cast(Readable, zstandard.ZstdDecompressor().stream_reader(cast(Any, stream)))
+    return stream
+
+
+def unpack(layer: FileLayer, stream: Readable, target: Path) -> list[str]:
+    """Write one layer's files below ``target`` (a staging directory); return their paths."""
+    source = decoded(stream, layer.compression)
+    try:
+        if layer.archive:
+            return unpack_layer(source, target, root=layer.root)
+        where = f"layer {layer.descriptor.digest}"
+        return [_write_raw(source, target, safe_path(layer.path, where))]
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise IntegrityError(
+            f"layer {layer.descriptor.digest} is not valid {layer.compression or 'data'}: {exc}"
+        ) from None
+    except Exception as exc:  # zstandard raises its own ZstdError
+        if type(exc).__name__ == "ZstdError":
+            digest = layer.descriptor.digest
+            raise IntegrityError(f"layer {digest} is not valid zstd: {exc}") from None
+        raise
+
+
+def _write_raw(source: Readable, target: Path, relative: PurePosixPath) -> str:
+    _make_dirs(target, relative.parent)
+    destination = target.joinpath(*relative.parts)
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise IntegrityError(f"two layers both contain {str(relative)!r}") from None
+    try:
+        while chunk := source.read(CHUNK):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return str(relative)
