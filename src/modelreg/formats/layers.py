@@ -21,6 +21,7 @@ from ..oci import Descriptor
 from ..packing import _make_dirs, unpack_layer
 
 COMPRESSIONS = ("", "gzip", "zstd")
+_REFUSED = "the layer is damaged or unsafe; nothing was written (ask its publisher to re-push)"
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,19 @@ def unpack(layer: FileLayer, stream: Readable, target: Path) -> list[str]:
             return unpack_layer(source, target, root=layer.root)
         where = f"layer {layer.descriptor.digest}"
         return [_write_raw(source, target, safe_path(layer.path, where))]
+    except IntegrityError as exc:
+        if exc.hint:
+            raise
+        raise IntegrityError(exc.message, _REFUSED) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise IntegrityError(
-            f"layer {layer.descriptor.digest} is not valid {layer.compression or 'data'}: {exc}"
+            f"layer {layer.descriptor.digest} is not valid {layer.compression or 'data'}: {exc}",
+            _REFUSED,
         ) from None
     except Exception as exc:  # zstandard raises its own ZstdError
         if type(exc).__name__ == "ZstdError":
             digest = layer.descriptor.digest
-            raise IntegrityError(f"layer {digest} is not valid zstd: {exc}") from None
+            raise IntegrityError(f"layer {digest} is not valid zstd: {exc}", _REFUSED) from None
         raise
 
 
