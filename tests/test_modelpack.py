@@ -378,7 +378,7 @@ RAW = "application/vnd.cncf.model.weight.v1.raw"
         (
             [("application/vnd.cncf.model.weight.v1.tar+gzip", b"not gzip", {})],
             False,
-            "not valid gzip",
+            "does not decode",
         ),
         (
             [("application/vnd.kitops.modelkit.code.v1.tar", _tar({"train.py": b"1"}), {})],
