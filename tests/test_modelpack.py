@@ -420,3 +420,69 @@ def test_import_refuses_a_modelreg_image(stores: Stores, model_dir: Path, cli: C
     api.push(model_dir, target, stores=stores, capture=False)
     out = cli("import", f"{target}:v1", unique_repo("dest"))
     assert out.returncode == 2 and "copy" in out.stderr
+
+
+def test_resolver_fetches_a_promoted_modelkit(
+    stores: Stores, keys: Path, registry: Any, tmp_path: Path
+) -> None:
+    from modelreg import Resolver
+    from modelreg.policy import policy_from_keys
+    from modelreg.signing import load_signing_key
+
+    name = f"{registry.host}/{unique_repo()}"
+    push_artifact(
+        repository(stores, name),
+        "application/vnd.kitops.modelkit.config.v1+json",
+        json.dumps(KITFILE).encode(),
+        [
+            (
+                "application/vnd.kitops.modelkit.model.v1.tar+zstd",
+                zstandard.ZstdCompressor().compress(_tar({"model.joblib": b"J" * 999})),
+                {},
+            )
+        ],
+    )
+    copied, digest = api.copy(f"{name}:latest", f"{registry.host}/{unique_repo()}", stores=stores)
+    policy = policy_from_keys([keys / "alice.pub"])
+    api.promote(
+        f"{copied}@{digest}",
+        "production",
+        load_signing_key(keys / "alice.key"),
+        policy=policy,
+        stores=stores,
+    )
+    resolver = Resolver(trust=[keys / "alice.pub"], cache_dir=tmp_path / "cache", stores=stores)
+    model = resolver.resolve(copied)
+    assert model.digest == digest
+    assert files_of(resolver.fetch(model)) == {"model.joblib": b"J" * 999}
+
+
+def test_hostile_but_legal_names_round_trip_through_pull_and_import(
+    stores: Stores, registry: Any, tmp_path: Path
+) -> None:
+    from modelreg.importing import import_oci
+
+    names = {
+        "weird name ; rm -rf.txt": b"1",
+        "ünïcode/ファイル.bin": b"2",
+        "-rf": b"3",
+        ".modelreg/not-lineage": b"4",
+        "model/inner.txt": b"5",
+    }
+    name = f"{registry.host}/{unique_repo()}"
+    push_artifact(
+        repository(stores, name),
+        "application/vnd.cncf.model.config.v1+json",
+        modelpack_config(),
+        [
+            ("application/vnd.cncf.model.weight.v1.tar", _tar(names), {}),
+            (RAW, b"6", {FILEPATH: "./sub dir/raw file"}),
+        ],
+        artifact_type="application/vnd.cncf.model.manifest.v1+json",
+    )
+    expected = {**names, "sub dir/raw file": b"6"}
+    pulled = api.pull(f"{name}:latest", tmp_path / "out", stores=stores)
+    assert files_of(pulled.path) == expected
+    imported = import_oci(f"{name}:latest", unique_repo("hostile"), stores=stores)
+    out = api.pull(f"{imported.repository}@{imported.digest}", tmp_path / "again", stores=stores)
+    assert files_of(out.path) == expected
