@@ -486,3 +486,39 @@ def test_hostile_but_legal_names_round_trip_through_pull_and_import(
     imported = import_oci(f"{name}:latest", unique_repo("hostile"), stores=stores)
     out = api.pull(f"{imported.repository}@{imported.digest}", tmp_path / "again", stores=stores)
     assert files_of(out.path) == expected
+
+
+def test_a_modelkit_whose_layer_blob_is_missing_writes_nothing(
+    hostile: Any, cli: Cli, tmp_path: Path
+) -> None:
+    """registry:2 refuses such a manifest; a hostile or damaged registry serves one."""
+    repo = "ml/kit"
+    config = json.dumps(KITFILE).encode()
+    model = _tar({"model.joblib": b"M" * 100})
+    missing = _tar({"data.csv": b"a,b\n"})
+    descriptors = [
+        Descriptor(
+            "application/vnd.kitops.modelkit.config.v1+json",
+            hostile.add_blob(repo, config),
+            len(config),
+        ),
+        Descriptor(
+            "application/vnd.kitops.modelkit.model.v1.tar",
+            hostile.add_blob(repo, model),
+            len(model),
+        ),
+        Descriptor(
+            "application/vnd.kitops.modelkit.dataset.v1.tar", sha256_digest(missing), len(missing)
+        ),
+    ]
+    manifest = Manifest(descriptors[0], tuple(descriptors[1:]))
+    hostile.add_manifest(repo, manifest.to_bytes(), tags=["latest"])
+    reference = f"{hostile.host}/{repo}:latest"
+    out = cli("pull", reference, str(tmp_path / "out"))
+    assert out.returncode == 3, out.stderr
+    assert out.stderr.startswith("error: ") and "hint:" in out.stderr
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    imported = cli("import", reference, "kit-dest")
+    assert imported.returncode == 3, imported.stderr
+    assert cli("versions", "kit-dest").returncode == 3

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ._json import canonical_json
 from .digest import CHUNK, VerifyingReader, sha256_digest
-from .errors import IntegrityError, InvalidInput
+from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
 from .oci import (
     ANNOTATION_FILEPATH,
@@ -317,15 +317,24 @@ def unpack_model(
         def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
             report(TransferEvent("download", title, layer.digest, count, layer.size))
 
-        with repository.open_blob(layer) as raw:
-            reader = VerifyingReader(
-                _Counting(raw, downloaded),
-                layer.digest,
-                layer.size,
-                f"layer {layer.digest}",
-            )
-            files.extend(unpack(file_layer, reader, target))
-            reader.finish()
+        try:
+            with repository.open_blob(layer) as raw:
+                reader = VerifyingReader(
+                    _Counting(raw, downloaded),
+                    layer.digest,
+                    layer.size,
+                    f"layer {layer.digest}",
+                )
+                files.extend(unpack(file_layer, reader, target))
+                reader.finish()
+        except NotFound as exc:
+            if exc.hint:
+                raise
+            raise NotFound(
+                exc.message,
+                "the manifest names a layer the registry does not have: the artifact is "
+                "incomplete; nothing was written",
+            ) from None
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files
 
