@@ -107,7 +107,8 @@ def publish_modelpack(
     config_digest = sha256_digest(config)
     if not repository.has_blob(config_digest):
         repository.push_blob([config], len(config), config_digest)
-    attach(repository, manifest_bytes, tag)
+    assert manifest.subject is not None
+    attach(repository, manifest_bytes, tag, manifest.subject)
     return ModelPackForm(sha256_digest(manifest_bytes), tag, repository.name)
 
 
@@ -126,10 +127,18 @@ def existing_form(repository: Repository, image_digest: str) -> ModelPackForm | 
     return ModelPackForm(current.digest, tag, repository.name)
 
 
-def attach(repository: Repository, manifest_bytes: bytes, tag: str) -> Descriptor:
-    """Push a manifest that has a ``subject`` under ``tag`` (the one place referrers are made).
+def attach(repository: Repository, manifest_bytes: bytes, tag: str, subject: Descriptor) -> None:
+    """Push a manifest that names ``subject`` under ``tag``, listed as its referrer.
 
-    To be replaced by ``store.referrers.attach_referrer`` once it lands, which
-    also maintains the referrers index on registries without the referrers API.
+    ``store.referrers.attach_referrer`` keeps the referrers index on registries
+    without the referrers API under the tag ``sha256-<hex>``; while that name is
+    still the version's anchor tag, the index would replace the anchor, so the form
+    is then only pushed and tagged.
     """
-    return repository.push_manifest(manifest_bytes, IMAGE_MANIFEST, [tag])
+    from ..store.referrers import attach_referrer, referrers_tag
+    from ..versions import anchor_tag
+
+    if anchor_tag(subject.digest) == referrers_tag(subject.digest):
+        repository.push_manifest(manifest_bytes, IMAGE_MANIFEST, [tag])
+        return
+    attach_referrer(repository, manifest_bytes, IMAGE_MANIFEST, subject, [tag])
