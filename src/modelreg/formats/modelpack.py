@@ -167,7 +167,7 @@ def _kind(name: str) -> str:
     return "weight.config"
 
 
-def _layer_files(layer: Descriptor) -> list[str]:
+def layer_files(layer: Descriptor) -> list[str]:
     listed = layer.annotations.get(_FILES)
     if listed:
         try:
@@ -274,7 +274,7 @@ def build(
     """The ModelPack config bytes and manifest over the image's file layers. Pure data."""
     layers = []
     for layer in image_file_layers(image):
-        names = _layer_files(layer)
+        names = layer_files(layer)
         title = layer.annotations.get(_TITLE, "")
         bundled = _FILES in layer.annotations or title == MODEL_ROOT
         filepath = MODEL_ROOT if bundled else f"{MODEL_ROOT}/{title}"

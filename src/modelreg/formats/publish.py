@@ -94,7 +94,7 @@ def publish_modelpack(
     names = [
         name
         for layer in modelpack.image_file_layers(image)
-        for name in modelpack._layer_files(layer)
+        for name in modelpack.layer_files(layer)
     ]
     name = repository.path_in_store.rsplit("/", 1)[-1]
     config, manifest = modelpack.build(
