@@ -357,3 +357,45 @@ def test_reader_rejects_unsafe_names(keys: Path, name: str) -> None:
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     with pytest.raises(IntegrityError):
         parse_bundle(json.dumps(bundle).encode())
+
+
+# ----- OCI 1.1 referrers (once the anchor tag has left sha256-<hex>) ------------------------
+
+
+def test_bundles_as_referrers_when_the_anchor_allows(
+    stores: Stores, keys: Path, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelreg import content_signatures
+    from modelreg.content_signing import BUNDLE_MEDIA_TYPE
+    from modelreg.oci import IMAGE_MANIFEST, Manifest
+    from modelreg.store.referrers import attach_referrer, list_referrers
+
+    monkeypatch.setattr(content_signatures, "_as_referrer", lambda subject: True)
+    model = write_model(tmp_path / "m", large=1024)
+    alice = load_signing_key(keys / "alice.key")
+    pushed = api.push(model, target, capture=False, sign=alice, stores=stores)
+    repo = stores.repository(parse_reference(target))
+    listed = list_referrers(repo, pushed.digest, BUNDLE_MEDIA_TYPE)
+    assert len(listed) == 1
+
+    # a bundle another tool attached as a plain referrer, without modelreg's tag, counts
+    other = api.push(write_model(tmp_path / "n", large=2048), target, capture=False, stores=stores)
+    subject = repo.resolve(other.digest)
+    assert subject is not None
+    files = content_signatures.model_files(
+        repo, Manifest.parse(repo.fetch_manifest(other.digest)[1])
+    )
+    bundle = sign_files(files, "n", alice)
+    blob = repo.push_blob([bundle], len(bundle))
+    config = repo.push_blob([b"{}"], 2)
+    manifest = Manifest(
+        config=content_signatures.empty_config_descriptor(),
+        layers=(content_signatures.Descriptor(BUNDLE_MEDIA_TYPE, blob, len(bundle)),),
+        artifact_type=BUNDLE_MEDIA_TYPE,
+        subject=subject,
+    )
+    assert config == manifest.config.digest
+    attach_referrer(repo, manifest.to_bytes(), IMAGE_MANIFEST, subject)
+    trusted = {alice.key_id: alice.public_key}
+    found = content_signatures.verify_model(repo, other.digest, trusted, "n")
+    assert [item.key for item in found] == [alice.public_key]

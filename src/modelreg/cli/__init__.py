@@ -9,7 +9,15 @@ from __future__ import annotations
 import sys
 
 from ..errors import ModelregError
-from . import auth, docker, lineage, models, retention, stages  # noqa: F401  (registers commands)
+from . import (  # noqa: F401  (registers commands)
+    auth,
+    docker,
+    imports,
+    lineage,
+    models,
+    retention,
+    stages,
+)
 from ._app import app
 
 

@@ -60,6 +60,10 @@ def push(
         Path | None,
         typer.Option("--signature", help="Attach this `model_signing sign key` bundle."),
     ] = None,
+    modelpack: Annotated[
+        bool,
+        typer.Option("--modelpack", help="Also publish the CNCF ModelPack form (same blobs)."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model as an immutable, digest-pinned OCI image with its lineage."""
@@ -84,6 +88,7 @@ def push(
             annotations=_pairs(annotation, "annotation"),
             description=description,
             aliases=tag or [],
+            modelpack=modelpack,
             stores=settings.stores(),
             progress=progress,
             sign=signing_key,
@@ -100,6 +105,8 @@ def push(
     say(f"reference: {result.reference}")
     if sign or signature:
         say("content signature attached (OpenSSF model-signing)")
+    if result.modelpack:
+        say(f"modelpack: {result.modelpack['reference']}")
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
