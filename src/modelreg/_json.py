@@ -100,7 +100,7 @@ class JsonReadError(ValueError):
     def __init__(
         self, problem: ReadProblem, detail: str, line: int | None = None, column: int | None = None
     ) -> None:
-        super().__init__(detail)
+        super().__init__(detail if line is None else f"{detail} (line {line}, column {column})")
         self.problem: ReadProblem = problem
         self.detail = detail
         self.line = line
@@ -125,7 +125,7 @@ def read_json(data: bytes | str) -> Any:
     except JsonReadError:
         raise
     except json.JSONDecodeError as exc:
-        raise JsonReadError("syntax", str(exc), exc.lineno, exc.colno) from None
+        raise JsonReadError("syntax", exc.msg, exc.lineno, exc.colno) from None
     except ValueError as exc:  # an integer of more digits than Python converts
         raise JsonReadError("syntax", str(exc)) from None
     _check_depth(value, 0)
