@@ -144,13 +144,9 @@ def parse_key_values(pairs: Sequence[str]) -> dict[str, Any]:
     """
     params: dict[str, Any] = {}
     for pair in pairs:
-        key, equals, raw = pair.partition("=")
-        key = key.strip()
-        if not equals or not key:
-            raise InvalidInput(
-                f"param {pair!r} is not KEY=VALUE",
-                hint="write -p name=value, e.g. -p lr=0.01 or -p opt.lr=0.1",
-            )
+        key, raw = _split_pair(
+            pair, "param", "KEY=VALUE", "write -p name=value, e.g. -p lr=0.01 or -p opt.lr=0.1"
+        )
         parts = key.split(".")
         if not all(parts):
             raise InvalidInput(
@@ -176,6 +172,14 @@ def parse_key_values(pairs: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def _split_pair(pair: str, what: str, form: str, hint: str) -> tuple[str, str]:
+    key, equals, value = pair.partition("=")
+    key = key.strip()
+    if not equals or not key:
+        raise InvalidInput(f"{what} {pair!r} is not {form}", hint=hint)
+    return key, value
+
+
 def _scalar(raw: str) -> Any:
     try:
         value = read_json(raw)
@@ -193,12 +197,9 @@ def parse_metrics(pairs: Sequence[str]) -> dict[str, float]:
     """Parse ``-m NAME=NUMBER`` pairs; booleans, NaN and infinity are refused."""
     metrics: dict[str, float] = {}
     for pair in pairs:
-        name, equals, raw = pair.partition("=")
-        name = name.strip()
-        if not equals or not name:
-            raise InvalidInput(
-                f"metric {pair!r} is not NAME=NUMBER", hint="write -m name=number, e.g. -m auc=0.93"
-            )
+        name, raw = _split_pair(
+            pair, "metric", "NAME=NUMBER", "write -m name=number, e.g. -m auc=0.93"
+        )
         text = raw.strip()
         if not NUMBER_RE.fullmatch(text):
             raise InvalidInput(

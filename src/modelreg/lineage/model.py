@@ -71,27 +71,19 @@ def lineage_as_dict(lineage: Lineage) -> dict[str, Any]:
     """Return the lineage as plain nested JSON data (for queries and ``--json``)."""
     code, env = lineage.code, lineage.environment
     return {
-        "code": None
-        if code is None
-        else {
-            "commit": code.commit,
-            "branch": code.branch,
-            "dirty": code.dirty,
-            "diff_digest": code.diff_digest,
-            "remote": code.remote,
-        },
-        "data": [{"uri": d.uri, "digest": d.digest, "version": d.version} for d in lineage.data],
+        "code": None if code is None else _fields_of(code),
+        "data": [_fields_of(ref) for ref in lineage.data],
         "params": copy.deepcopy(dict(lineage.params)),
         "params_blob": lineage.params_blob,
         "metrics": dict(lineage.metrics),
         "environment": None
         if env is None
-        else {
-            "python": env.python,
-            "platform": env.platform,
-            "packages_digest": env.packages_digest,
-            "accelerators": dict(env.accelerators),
-        },
+        else {**_fields_of(env), "accelerators": dict(env.accelerators)},
         "annotations": dict(lineage.annotations),
         "description": lineage.description,
     }
+
+
+def _fields_of(record: CodeInfo | DataRef | Environment) -> dict[str, Any]:
+    """A record's fields by name, in declaration order (values not copied)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
