@@ -66,14 +66,18 @@ def _plain_json(value: object, where: str, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, Mapping):
-        plain = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{where} has a non-string key {quote(key)}")
-            _require_encodable(key, where)
-            plain[str(key)] = _plain_json(item, f"{where}[{quote(key)}]", depth + 1)
-        return plain
+        return _plain_mapping(value, where, depth)
     raise TypeError(f"{where} is a {type(value).__name__}, which JSON cannot represent")
+
+
+def _plain_mapping(value: Mapping[Any, Any], where: str, depth: int) -> dict[str, Any]:
+    plain = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where} has a non-string key {quote(key)}")
+        _require_encodable(key, where)
+        plain[str(key)] = _plain_json(item, f"{where}[{quote(key)}]", depth + 1)
+    return plain
 
 
 def _require_encodable(text: str, where: str) -> None:

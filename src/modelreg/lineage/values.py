@@ -35,16 +35,7 @@ def json_value(value: Any, path: str, what: str, *, lenient: bool) -> Any:
             )
         return number
     if isinstance(value, Mapping):
-        result: dict[str, Any] = {}
-        for key, item in value.items():
-            if lenient and isinstance(key, int) and not isinstance(key, bool):
-                key = str(key)
-            if not isinstance(key, str):
-                raise InvalidInput(
-                    f"{what} key {key!r} under '{path}' is not a string", hint=_NOT_JSON_HINT
-                )
-            result[key] = json_value(item, join(path, key), what, lenient=lenient)
-        return result
+        return _json_mapping(value, path, what, lenient=lenient)
     if isinstance(value, list) or (lenient and isinstance(value, tuple)):
         return [json_value(v, f"{path}[{i}]", what, lenient=lenient) for i, v in enumerate(value)]
     if lenient and isinstance(value, (datetime.date, datetime.time)):
@@ -52,6 +43,19 @@ def json_value(value: Any, path: str, what: str, *, lenient: bool) -> Any:
     raise InvalidInput(
         f"{what} '{path}' is not a JSON value: {type(value).__name__}", hint=_NOT_JSON_HINT
     )
+
+
+def _json_mapping(value: Mapping[Any, Any], path: str, what: str, *, lenient: bool) -> Any:
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        if lenient and isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
+        if not isinstance(key, str):
+            raise InvalidInput(
+                f"{what} key {key!r} under '{path}' is not a string", hint=_NOT_JSON_HINT
+            )
+        result[key] = json_value(item, join(path, key), what, lenient=lenient)
+    return result
 
 
 def join(prefix: str, key: str) -> str:
