@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._open import default_trust, is_stage, open_reference, trust_state
 from .digest import hex_part
 from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
@@ -38,17 +39,13 @@ from .transfer import (
     read_small_blob,
 )
 from .versions import (
-    DEFAULT_STAGES,
     Published,
     VersionInfo,
     check_aliases,
     find_version,
-    is_internal_tag,
     list_versions,
-    parse_version_tag,
     publish,
     repair_versions,
-    resolve_reference_tag,
     stage_names,
     tag_alias,
 )
@@ -60,7 +57,6 @@ if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads n
     from .lineage import Lineage
     from .policy import TrustPolicy
     from .signing import SigningKey
-    from .trust_state import TrustState
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -317,52 +313,6 @@ class PullResult:
             "path": str(self.path),
             "files": list(self.files),
         }
-
-
-def open_reference(
-    stores: Stores, reference: str | Reference, trust: TrustPolicy | None = None
-) -> tuple[Repository, str]:
-    """The repository and the tag-or-digest a read of ``reference`` should fetch.
-
-    A stage tag (``fraud:production``) is never read as a tag: its signed chain is
-    verified against ``trust`` (or the configured default) and its digest returned.
-    """
-    from . import stages
-    from .policy import require_trust
-
-    ref = _reference(reference)
-    repo = stores.repository(ref)
-    if ref.tag and not ref.digest and is_stage(repo, ref.tag):
-        policy = require_trust(trust or default_trust(stores), str(ref))
-        verified = stages.verify_stage(repo, ref.tag, policy, state=trust_state(stores))
-        if policy.rule(ref.tag).require_content_signature:
-            from .content_signatures import verify_model
-
-            verify_model(repo, verified.digest, policy.allowed_keys(ref.tag), str(ref))
-        return repo, verified.digest
-    return repo, resolve_reference_tag(repo, ref.identifier)
-
-
-def is_stage(repository: Repository, tag: str) -> bool:
-    from .promotion import record_tag
-
-    if parse_version_tag(tag) is not None or is_internal_tag(tag):
-        return False
-    if tag in DEFAULT_STAGES:
-        return True
-    return repository.resolve(record_tag(tag, 1)) is not None
-
-
-def default_trust(stores: Stores) -> TrustPolicy | None:
-    from .policy import trust_from_options
-
-    return trust_from_options(home=stores.home)
-
-
-def trust_state(stores: Stores) -> TrustState:
-    from .trust_state import TrustState
-
-    return TrustState(stores.home / "trust-state.json")
 
 
 def pull(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import api, formats
+from . import _open, api, formats
 from .errors import IntegrityError, InvalidInput, NotFound
 from .formats import modelpack
 from .oci import Manifest
@@ -50,7 +50,7 @@ def import_oci(
 ) -> ImportResult:
     """Import a ModelPack or KitOps ModelKit from any store as a version at ``destination``."""
     stores = stores or Stores()
-    src_repo, identifier = api.open_reference(stores, source)
+    src_repo, identifier = _open.open_reference(stores, source)
     descriptor, _, manifest = fetch_model_manifest(src_repo, identifier)
     where = f"{src_repo.name}@{descriptor.digest}"
     form = formats.form_of(manifest)

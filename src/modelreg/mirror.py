@@ -44,7 +44,7 @@ from .promotion import pending_tag
 from .promotion import record_tag as promotion_tag
 from .store.base import Repository
 from .transfer import Progress, TransferEvent, copy_blob
-from .versions import anchor_tag, record_tag, version_tag
+from .versions import anchor_tag, version_record_tag, version_tag
 
 _WORKERS = 16
 _SHOWN_CONFLICTS = 3
@@ -289,8 +289,8 @@ class _Copier:
             if version_tag(number) in tags:
                 self.result.versions_copied += 1
         record = planned.version_records.get(digest)
-        if record is not None and self._missing(record, [record_tag(digest)]):
-            self._copy(record, [record_tag(digest)])
+        if record is not None and self._missing(record, [version_record_tag(digest)]):
+            self._copy(record, [version_record_tag(digest)])
 
     def model(self, digest: str) -> None:
         tags = self._missing(digest, [anchor_tag(digest)])

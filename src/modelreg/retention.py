@@ -533,9 +533,9 @@ def _modelpack_tag(model: str) -> str:
 
 
 def _version_record_tag(model: str) -> str:
-    from .versions import record_tag
+    from .versions import version_record_tag
 
-    return record_tag(model)
+    return version_record_tag(model)
 
 
 def _freed(snapshot: Snapshot, deletions: list[Deletion]) -> dict[str, int]:

@@ -42,6 +42,7 @@ from .packing import (
     scan_model,
 )
 from .store.base import Repository
+from .store.base import read_small_blob as read_small_blob  # its home is the store interface
 
 ANNOTATION_FILES = "dev.modelreg.files"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
@@ -428,21 +429,6 @@ class _Counting:
         if self._total - self._last >= CHUNK or not count:
             self._last = self._total
             self._on_total(self._total)
-
-
-def read_small_blob(repository: Repository, descriptor: Descriptor, limit: int) -> bytes:
-    """A small blob's bytes, verified; refuses blobs over ``limit`` before reading them."""
-    if descriptor.size > limit:
-        raise IntegrityError(f"blob {descriptor.digest} is {descriptor.size} bytes, over {limit}")
-    with repository.open_blob(descriptor) as raw:
-        reader = VerifyingReader(
-            raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
-        )
-        parts = []
-        while chunk := reader.read(CHUNK):
-            parts.append(chunk)
-        reader.finish()
-    return b"".join(parts)
 
 
 # ----- copy: store → store ---------------------------------------------------------

@@ -11,9 +11,7 @@ from .. import api
 from .. import lineage as lineage_mod
 from ..errors import InvalidInput
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
-from ._output import emit_json, human_size, say, transfer_progress
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
+from ._output import JsonFlag, emit_json, human_size, say, transfer_progress
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

@@ -12,14 +12,13 @@ from .. import api
 from ..errors import InvalidInput
 from ..timeutil import parse_duration
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
-from ._output import emit_json, say
+from ._output import JsonFlag, emit_json, say
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
     from ..policy import TrustPolicy
     from ..signing import SigningKey
     from ..stages import Outcome
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 KeyOption = Annotated[Path, typer.Option("--key", "-k", help="Your private signing key.")]
 PassphraseFile = Annotated[
     Path | None,
