@@ -206,6 +206,9 @@ class TrustPolicy:
         for name, key in self.keys.items():
             if key.key_id == key_id:
                 return name
+        for name, key in self.retired.items():
+            if key.key_id == key_id:
+                return f"{name} (retired)"
         return key_id[:12]
 
     def allowed_keys(self, stage: str) -> dict[str, PublicKey]:

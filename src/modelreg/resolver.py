@@ -175,18 +175,22 @@ class Resolver:
                 repo.store_id, repo.path_in_store, stage, self._policy.fingerprint(stage)
             )
         )
-        manifest = self._cached_manifest(accepted.target) if accepted is not None else None
-        if accepted is None or manifest is None:
-            raise RegistryUnavailable(
-                f"{unreachable.message}; and no verified answer for {repo.name}:{stage} is cached",
-                unreachable.hint,
-            ) from None
-        if accepted.expires_at and parse_time(accepted.expires_at) < now_utc():
+        if (
+            accepted is not None
+            and accepted.expires_at
+            and (parse_time(accepted.expires_at) < now_utc())
+        ):
             raise VerificationError(
                 f"{unreachable.message}; the last verified {repo.name}:{stage} head (record "
                 f"{accepted.sequence}) expired at {accepted.expires_at}",
                 "an expired head is never served, not even offline: bring the registry back "
                 "and promote again to renew the stage",
+            ) from None
+        manifest = self._cached_manifest(accepted.target) if accepted is not None else None
+        if accepted is None or manifest is None:
+            raise RegistryUnavailable(
+                f"{unreachable.message}; and no verified answer for {repo.name}:{stage} is cached",
+                unreachable.hint,
             ) from None
         # this process may have verified it later than the state file says (the file is
         # refreshed at most every REFRESH_EVERY seconds)
