@@ -323,6 +323,8 @@ def test_stage_named_like_a_version_or_internal_tag_is_refused(
     policy_file = write_policy(tmp_path, keys, f"[stages.{name}]\nsigners = ['alice']\n")
     assert cli("verify", f"{target}:production", "--policy", str(policy_file)).returncode == 2
     with pytest.raises(InvalidInput):
+        Resolver(trust=[keys / "alice.pub"], stores=stores).resolve(target, name)
+    with pytest.raises(InvalidInput):
         api.promote(
             f"{target}:v2", name, key(keys, "alice"), policy=trust(keys, "alice"), stores=stores
         )
