@@ -418,6 +418,14 @@ def test_attack_record_signed_by_the_removed_key_alone_is_never_a_head_again(
     fresh_stores = fresh(monkeypatch, tmp_path, "fresh")
     with pytest.raises(VerificationError, match="signed by"):
         Resolver(policy=rotated, stores=fresh_stores, cache_dir=tmp_path / "c").resolve(target)
+    # history: record 1 (alice) is vouched for by bob's record 2; record 3 is not a head
+    entries = api.history(target, stage="production", policy=trust(keys, "bob"), stores=stores)
+    assert [e.problem is None for e in entries] == [True, True, False]
+    # a chain nobody trusted signed shows nothing as verified
+    mallory_only = api.history(
+        target, stage="production", policy=trust(keys, "mallory"), stores=stores
+    )
+    assert not any(e.problem is None for e in mallory_only)
 
 
 def test_attack_record_forged_just_before_a_rotating_promote_is_not_built_on(

@@ -16,6 +16,7 @@ expired record.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -950,6 +951,7 @@ def history(
         return versions[digest]
 
     for stage in names:
+        first = len(entries)
         previous: StoredRecord | None = None
         sequences = chain_sequences(tags, stage)
         for index, sequence in enumerate(sequences):
@@ -976,7 +978,27 @@ def history(
             replaced = stored.record.replaces
             entries.append(HistoryEntry(stored, signers, problem, _version(replaced)))
             previous = stored
+        if policy is not None:
+            entries[first:] = _vouched(entries[first:])
     return entries
+
+
+def _vouched(chain: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Mark records that no trusted signature and no verified later record vouches for.
+
+    A record before the head needs no trusted signature of its own when the chain of
+    links from a verified head reaches it (a key rotation leaves exactly such records).
+    """
+    marked: list[HistoryEntry] = []
+    vouched = False  # whether a verified record after this one links down to it
+    for entry in reversed(chain):
+        if entry.problem is None and not entry.signers and not vouched:
+            entry = dataclasses.replace(
+                entry, problem="not signed by a trusted key, and no verified record after it"
+            )
+        marked.append(entry)
+        vouched = entry.problem is None
+    return marked[::-1]
 
 
 def _broken(stage: str, sequence: int, problem: str) -> HistoryEntry:
