@@ -393,6 +393,26 @@ def test_key_rotation_with_trust_flag_builds_on_the_head_this_client_accepted(
     assert cli("verify", f"{target}:production", "--trust", str(keys / "bob.pub")).returncode == 0
 
 
+def test_key_rotation_on_a_fresh_machine_with_trust_and_retired_flags(
+    stores: Stores, keys: Path, cli: Cli, repo_on_registry, tmp_path: Path, monkeypatch
+) -> None:
+    target, (v1, v2, v3), _ = repo_on_registry
+    promote_with_alice(stores, keys, target, v1, v2)
+    fresh(monkeypatch, tmp_path, "operator-laptop")
+    rotating = [
+        "promote", f"{target}:v3", "--to", "production", "--key", str(keys / "bob.key"),
+        "--trust", str(keys / "bob.pub"),
+    ]  # fmt: skip
+    blind = cli(*rotating)  # nothing to check the old head with: refused, with the way out
+    assert blind.returncode == 7 and "--retired" in blind.stderr, blind.stderr
+    promoted = cli(*rotating, "--retired", str(keys / "alice.pub"))
+    assert promoted.returncode == 0, promoted.stderr
+    fresh(monkeypatch, tmp_path, "fresh-reader")
+    shown = cli("verify", f"{target}:production", "--trust", str(keys / "bob.pub"), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["digest"] == v3, shown.stderr
+    assert cli("verify", f"{target}:archived", "--trust", str(keys / "bob.pub")).returncode == 0
+
+
 def test_attack_record_signed_by_the_removed_key_alone_is_never_a_head_again(
     stores: Stores, keys: Path, cli: Cli, repo_on_registry, tmp_path: Path, monkeypatch
 ) -> None:
