@@ -20,6 +20,13 @@ A policy file (TOML)::
         "metrics.latency_ms <= @production",
     ]
 
+    [retired]                   # former keys: never trusted on a read; only used to check
+    old = "old.pub"             # the head a key-rotating promotion builds on
+
+Stage names cannot be the shape of another tag (``v<N>``, ``latest``,
+``sha256-…``, ``promotion…``), and one public key cannot be listed under two
+names (a threshold counts distinct keys).
+
 Without a file, ``--trust a.pub --trust b.pub`` makes a policy in which any of
 those keys may move any stage alone. Signatures gate trust at every read;
 ``requires`` and ``gates`` are checked when a promotion is made.
