@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ModelregError
-from . import auth, docker, lineage, models, retention, stages  # noqa: F401  (registers commands)
+from . import auth, docker, lineage, models, retention, stages, ui  # noqa: F401  (registers commands)
 from ._app import app
 
 
