@@ -32,7 +32,9 @@ def list_repositories(
     if registry is None:
         names = local_repositories(stores.local.root, prefix)
     else:
-        names = [f"{registry}/{n}" for n in registry_repositories(stores.transport(registry), prefix)]
+        names = [
+            f"{registry}/{n}" for n in registry_repositories(stores.transport(registry), prefix)
+        ]
     if as_json:
         emit_json(names)
         return
@@ -104,6 +106,8 @@ def ui(
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: it has shut down
+        pass
     finally:
         sock.close()
         stores.close()

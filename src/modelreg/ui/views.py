@@ -6,6 +6,7 @@ manifests, tags, lineage annotations and promotion records only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -207,22 +208,29 @@ def version_page(
     stores: Stores, name: str, identifier: str, policy: TrustPolicy | None
 ) -> VersionPage:
     from .. import stages
+    from ..cli._output import human_size
     from ..oci import ANNOTATION_TITLE
+    from ..transfer import ANNOTATION_FILES, model_layers
 
     reference = f"{name}@{identifier}" if ":" in identifier else f"{name}:{identifier}"
     info = api.inspect(reference, trust=policy, stores=stores)
     files = []
-    for layer in info.manifest.layers:
+    for layer in model_layers(info.manifest):
         title = layer.annotations.get(ANNOTATION_TITLE)
-        names = [n for n, d in info.files.items() if d == layer.digest]
-        if title and title in info.files:
-            files.append(FileRow(title, layer.size, layer.digest, layer.digest))
-        elif names:
-            files.extend(FileRow(n, layer.size, layer.digest, layer.digest) for n in names)
-    in_layers = {f.name for f in files}
-    files.extend(
-        FileRow(n, None, d, "bundled") for n, d in info.files.items() if n not in in_layers
-    )
+        if title and info.files.get(title) == layer.digest:
+            files.append(FileRow(title, layer.size, layer.digest, "own layer"))
+            continue
+        listed_here = layer.annotations.get(ANNOTATION_FILES)
+        bundled = sorted(json.loads(listed_here)) if listed_here else []  # checked by inspect
+        files.extend(
+            FileRow(
+                n, None, info.files[n], f"bundle {layer.digest[:19]} ({human_size(layer.size)})"
+            )
+            for n in bundled
+            if n in info.files
+        )
+    listed = {f.name for f in files}
+    files.extend(FileRow(n, None, d, "") for n, d in info.files.items() if n not in listed)
     history = stages.history(repository_handle(stores, name), None, policy)
     records = [e for e in history if e.stored.record.digest == info.digest]
     return VersionPage(name, info, info.lineage_dict(), files, records, usage_lines(name, info))
@@ -234,7 +242,7 @@ def usage_lines(name: str, info: api.ModelInfo) -> dict[str, str]:
         "modelreg pull": f"modelreg pull {pinned} ./model",
         "Resolver": (
             "from modelreg import Resolver\n"
-            'resolver = Resolver(trust=["alice.pub"], cache_dir="/var/cache/models")\n'
+            'resolver = Resolver(trust=["YOUR-TRUSTED-KEY.pub"], cache_dir="/var/cache/models")\n'
             f'model = resolver.resolve("{name}", stage="production")\n'
             "path = resolver.fetch(model)"
         ),
