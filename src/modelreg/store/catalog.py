@@ -77,7 +77,13 @@ def registry_repositories(transport: Transport, prefix: str = "") -> list[str]:
                     "the registry is broken or hostile",
                 )
             names.extend(_page_names(host, data))
-            path = _next_link(response)
+            try:
+                path = _next_link(response)
+            except IntegrityError:
+                raise IntegrityError(
+                    f"registry {host}: the catalog's next page links to another host",
+                    "the registry is broken or hostile; credentials never follow such a link",
+                ) from None
     return sorted({n for n in names if under_prefix(n, prefix)})
 
 
