@@ -11,8 +11,7 @@ from conftest import Cli, unique_repo
 from hostile_registry import HostileRegistry, Reply, error_reply
 
 from modelreg import api
-from modelreg.store import Stores
-from modelreg.store import catalog
+from modelreg.store import Stores, catalog
 
 
 def _push(stores: Stores, target: str, tmp_path: Path) -> None:
@@ -70,7 +69,7 @@ def test_ls_disabled_catalog_says_to_name_repositories(
     result = cli("ls", hostile.host)
     assert result.returncode == code, result.stderr
     assert says in result.stderr
-    assert f"hint: " in result.stderr and "name repositories explicitly" in result.stderr
+    assert "hint: " in result.stderr and "name repositories explicitly" in result.stderr
     assert f"modelreg versions {hostile.host}/ORG/MODEL" in result.stderr
 
 
