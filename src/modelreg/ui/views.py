@@ -37,6 +37,7 @@ class StageState:
     name: str
     verified: bool
     reason: str | None = None
+    hint: str | None = None
     digest: str | None = None
     version: int | None = None
     sequence: int | None = None
@@ -96,7 +97,7 @@ def stage_states(
             states.append(StageState(stage, False, reason))
             continue
         except ModelregError as exc:
-            states.append(StageState(stage, False, exc.message))
+            states.append(StageState(stage, False, exc.message, exc.hint))
             continue
         states.append(
             StageState(
