@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-WIDTH, HEIGHT = 640, 180
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 16, 28
+WIDTH, HEIGHT = 520, 180
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 72, 16, 28
 _STAGE_COLOURS = {"production": "#c0392b", "staging": "#d68910", "archived": "#7f8c8d"}
 _OTHER_STAGE = "#8e44ad"
 
