@@ -163,6 +163,8 @@ def test_diff_page_matches_the_cli(ui: UiProcess, scene: Scene, cli, scene_home)
         for change in changes:
             assert f"<td>{change['path']}</td>" in text, (group, change)
     assert 'id="diff-params"' in text and 'id="diff-files"' in text
+    assert f"modelreg diff {scene.fraud}:v1 {scene.fraud}:v4" in text
+    assert '"before">0.9</td>' in text and '"after">0.95</td>' in text  # no float noise
     same = get(ui, "/diff", name=scene.fraud, a="2", b="2").text
     assert 'id="no-differences"' in same
 

@@ -4,6 +4,7 @@ Content-Security-Policy so that nothing a registry says can run in the browser."
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,17 @@ def _link(path: str, **params: Any) -> str:
     return path + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
 
 
+def _value(value: Any) -> str:
+    """A lineage value as text: floats without binary noise (0.175, not 0.17500000000000002)."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    return json.dumps(value, sort_keys=True)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -65,6 +77,7 @@ def _environment() -> jinja2.Environment:
     env.filters["size"] = lambda n: "-" if n is None else human_size(int(n))
     env.filters["short"] = lambda d: (d or "")[:19]
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    env.filters["value"] = _value
     return env
 
 

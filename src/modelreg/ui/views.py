@@ -274,14 +274,14 @@ class DiffPage:
 def diff_page(
     stores: Stores, name: str, first: str, second: str, policy: TrustPolicy | None
 ) -> DiffPage:
+    def label(identifier: str) -> str:
+        return version_tag(int(identifier)) if identifier.isdigit() else identifier
+
     def reference(identifier: str) -> str:
-        if identifier.startswith("sha256:"):
-            return f"{name}@{identifier}"
-        if parse_version_tag(identifier) is None and identifier.isdigit():
-            identifier = version_tag(int(identifier))
-        return f"{name}:{identifier}"
+        separator = "@" if identifier.startswith("sha256:") else ":"
+        return f"{name}{separator}{label(identifier)}"
 
     changes = api.diff(reference(first), reference(second), trust=policy, stores=stores)
     tags = repository_handle(stores, name).list_tags()
     numbers = sorted(n for n in (parse_version_tag(t) for t in tags) if n is not None)
-    return DiffPage(name, first, second, changes, numbers)
+    return DiffPage(name, label(first), label(second), changes, numbers)
