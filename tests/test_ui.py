@@ -112,6 +112,9 @@ def test_versions_sort_and_filter(ui: UiProcess, scene: Scene) -> None:
     assert _version_order(filtered) == ["4", "2"]
     both = get(ui, "/repo", name=scene.fraud, where=["metrics.auc>=0.93", "params.lr<0.03"])
     assert _version_order(both.text) == ["2"]
+    one_box = get(ui, "/repo", name=scene.fraud, where="metrics.auc>=0.93 and params.lr<0.03")
+    assert _version_order(one_box.text) == ["2"]
+    assert 'value="metrics.auc&gt;=0.93 and params.lr&lt;0.03"' in one_box.text
     bad = get(ui, "/repo", name=scene.fraud, where="metrics.auc>>1")
     assert bad.status_code == 400 and "hint:" in bad.text
     assert get(ui, "/repo", name=scene.fraud, sort="weights").status_code == 400

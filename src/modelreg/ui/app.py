@@ -115,7 +115,13 @@ class UiApp:
 
     def repository(self, request: Request) -> HTMLResponse:
         name = self._name(request)
-        where = [w for w in request.query_params.getlist("where") if w.strip()]
+        # one box, several conditions joined by " and " (or several where= parameters)
+        where = [
+            part.strip()
+            for value in request.query_params.getlist("where")
+            for part in value.split(" and ")
+            if part.strip()
+        ]
         sort = request.query_params.get("sort", "version")
         descending = request.query_params.get("order", "desc") != "asc"
         page = views.repository_page(self.stores, name, self.policy, where)
