@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
+from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
 from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
 from .packing import LayerPlan, read_single_file
@@ -82,13 +82,15 @@ class PushResult:
     size: int
     uploaded: int
     aliases: tuple[str, ...] = ()
+    modelpack: Mapping[str, str] | None = None
+    """The ModelPack form's digest, tag and reference, when one was asked for."""
 
     @property
     def reference(self) -> str:
         return f"{self.repository}@{self.digest}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "repository": self.repository,
             "digest": self.digest,
             "reference": self.reference,
@@ -100,6 +102,9 @@ class PushResult:
             "uploaded": self.uploaded,
             "aliases": list(self.aliases),
         }
+        if self.modelpack is not None:
+            out["modelpack"] = dict(self.modelpack)
+        return out
 
 
 def push(
@@ -116,10 +121,14 @@ def push(
     annotations: Mapping[str, str] | None = None,
     description: str | None = None,
     aliases: Sequence[str] = (),
+    modelpack: bool = False,
     stores: Stores | None = None,
     progress: Progress | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
+
+    With ``modelpack`` the version also gets its CNCF ModelPack form: a second
+    manifest over the same layer blobs (see :mod:`modelreg.formats.publish`).
 
     With ``capture`` (the default) the code (git at ``code_dir``) and the
     environment are recorded automatically; ``data`` (paths are digested, URIs
@@ -192,6 +201,7 @@ def push(
             existed=True,
             size=sum(layer.size for layer in known.manifest.layers),
             uploaded=0,
+            modelpack=_modelpack_form(repo, found, lineage, Path(path)) if modelpack else None,
         )
     pushed = push_model(
         repo,
@@ -221,7 +231,39 @@ def push(
         size=sum(layer.size for layer in pushed.manifest.layers),
         uploaded=pushed.uploaded_bytes,
         aliases=aliases,
+        modelpack=_modelpack_form(repo, published, lineage, Path(path)) if modelpack else None,
     )
+
+
+def _modelpack_form(
+    repository: Repository, published: Published, lineage: Lineage, path: Path | None
+) -> dict[str, str]:
+    """Publish (or find) the version's ModelPack form; ``path``: the pushed files, if here."""
+    from .formats.publish import publish_modelpack
+
+    form = publish_modelpack(
+        repository,
+        published.digest,
+        version=published.version,
+        created=published.created,
+        lineage=lineage,
+        source=None if path is None else path if path.is_dir() else path.parent,
+    )
+    return form.to_dict()
+
+
+def add_modelpack(reference: str | Reference, *, stores: Stores | None = None) -> dict[str, str]:
+    """Give an already pushed version its ModelPack form (the same blobs); idempotent."""
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference)
+    descriptor, _, manifest = fetch_model_manifest(repo, identifier)
+    found = find_version(repo, descriptor.digest)
+    if found is None or not found.created:
+        raise NotFound(
+            f"{repo.name}@{descriptor.digest} has no version",
+            "push the model with modelreg push first (or run 'modelreg versions --repair')",
+        )
+    return _modelpack_form(repo, found, read_lineage(repo, manifest), None)
 
 
 @dataclass(frozen=True)
@@ -372,6 +414,21 @@ def inspect(
     repo, identifier = open_reference(stores, reference, trust)
     descriptor, _, manifest = fetch_model_manifest(repo, identifier)
     found = find_version(repo, descriptor.digest) if with_version else None
+    from . import formats
+
+    if formats.form_of(manifest) != formats.IMAGE:
+        foreign = formats.read_lineage(repo, manifest)
+        assert foreign is not None
+        return ModelInfo(
+            repository=repo.name,
+            digest=descriptor.digest,
+            media_type=descriptor.media_type,
+            size=sum(layer.size for layer in manifest.layers),
+            manifest=manifest,
+            version=found.version if found else None,
+            lineage=foreign,
+            files=formats.files_of(manifest),
+        )
     lineage = read_lineage(repo, manifest)
     return ModelInfo(
         repository=repo.name,
@@ -449,6 +506,11 @@ def copy(
     descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
+    from .formats.modelpack import modelpack_tag
+
+    companion = modelpack_tag(descriptor.digest)  # the version's ModelPack form comes along
+    if src_repo.resolve(companion) is not None:
+        copy_manifest(src_repo, companion, dst_repo, (companion,), progress)
     return dst_repo.name, descriptor.digest
 
 
@@ -765,6 +827,7 @@ __all__ = [
     "ModelInfo",
     "PullResult",
     "PushResult",
+    "add_modelpack",
     "copy",
     "diff",
     "gc",

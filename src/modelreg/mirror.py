@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConflictError, InvalidInput, NotFound
+from .formats.modelpack import modelpack_tag
 from .inventory import Inventory, read_tags
 from .oci import Manifest, manifest_references
 from .policy import validate_stage
@@ -211,6 +212,9 @@ def mirror(
     copier = _Copier(source, destination, dst, result, progress)
     for number, digest in planned.versions:
         copier.version(number, digest, planned)
+        form = modelpack_tag(digest)  # the version's ModelPack form, where it has one
+        if form in src.tags:
+            copier.artifact(form, src.tags[form].digest)
     for digest in planned.models:
         copier.model(digest)
     for tag, digest in planned.records:

@@ -35,16 +35,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import formats
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
 from .errors import ModelregError, RegistryUnavailable
-from .oci import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from .packing import unpack_layer
+from .formats.layers import FileLayer, unpack
+from .oci import MAX_MANIFEST_BYTES, Manifest
+from .packing import MODEL_ROOT
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .reference import Reference, parse_reference
 from .stages import verify_stage
 from .store import Stores
 from .store.base import Repository
-from .transfer import model_layers
 from .trust_state import TrustState
 
 if TYPE_CHECKING:
@@ -237,15 +238,16 @@ class Resolver:
             return target
         reference = parse_reference(model.repository)
         repo = self._repository(reference)
-        layers = [self._layer(repo, layer) for layer in model_layers(model.manifest)]
+        layers = [self._layer(repo, layer) for layer in formats.file_layers(model.manifest)]
         with _scratch(target.parent) as scratch:
             for layer_dir in layers:
                 _link_tree(layer_dir, scratch)
             _publish(scratch, target)
         return target
 
-    def _layer(self, repo: Repository, descriptor: Descriptor) -> Path:
-        final = self.cache_dir / "layers" / hex_part(descriptor.digest)
+    def _layer(self, repo: Repository, layer: FileLayer) -> Path:
+        descriptor = layer.descriptor
+        final = self.cache_dir / "layers" / (hex_part(descriptor.digest) + _layout_suffix(layer))
         if final.is_dir():
             return final
         with _scratch(final.parent) as scratch:
@@ -253,7 +255,7 @@ class Resolver:
                 reader = VerifyingReader(
                     raw, descriptor.digest, descriptor.size, f"layer {descriptor.digest}"
                 )
-                unpack_layer(reader, scratch)
+                unpack(layer, reader, scratch)
                 reader.finish()
             _make_read_only(scratch)
             _publish(scratch, final)
@@ -293,6 +295,18 @@ class Resolver:
 
 
 # ----- cache files -------------------------------------------------------------------------
+
+
+def _layout_suffix(layer: FileLayer) -> str:
+    """ "" for a layer laid out as modelreg images are; else a tag of how it is laid out.
+
+    The same blob can be read two ways (an image's tar below model/, another
+    tool's tar at its entry names, a raw file at a path): each gets its own cache entry.
+    """
+    if layer.archive and layer.root == MODEL_ROOT:
+        return ""
+    how = f"{layer.archive}\0{layer.root}\0{layer.path}".encode()
+    return "." + sha256_digest(how).split(":", 1)[1][:16]
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ._json import canonical_json
 from .digest import CHUNK, VerifyingReader, sha256_digest
-from .errors import IntegrityError, InvalidInput
+from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
 from .oci import (
     ANNOTATION_FILEPATH,
@@ -40,7 +40,6 @@ from .packing import (
     make_layer,
     plan_layers,
     scan_model,
-    unpack_layer,
 )
 from .store.base import Repository
 
@@ -304,23 +303,38 @@ def unpack_model(
     progress: Progress | None = None,
 ) -> list[str]:
     """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
+    from . import formats  # the form (image, ModelPack, ModelKit) says how layers become files
+    from .formats.layers import unpack
+
     report = progress or _silent
     files: list[str] = []
-    for layer in model_layers(manifest):
-        title = layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
+    if formats.form_of(manifest) != formats.IMAGE:
+        formats.read_facts(repository, manifest)  # its config is verified and checked first
+    for file_layer in formats.file_layers(manifest):
+        layer = file_layer.descriptor
+        title = file_layer.title or layer.digest[:19]
 
         def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
             report(TransferEvent("download", title, layer.digest, count, layer.size))
 
-        with repository.open_blob(layer) as raw:
-            reader = VerifyingReader(
-                _Counting(raw, downloaded),
-                layer.digest,
-                layer.size,
-                f"layer {layer.digest}",
-            )
-            files.extend(unpack_layer(reader, target))
-            reader.finish()
+        try:
+            with repository.open_blob(layer) as raw:
+                reader = VerifyingReader(
+                    _Counting(raw, downloaded),
+                    layer.digest,
+                    layer.size,
+                    f"layer {layer.digest}",
+                )
+                files.extend(unpack(file_layer, reader, target))
+                reader.finish()
+        except NotFound as exc:
+            if exc.hint:
+                raise
+            raise NotFound(
+                exc.message,
+                "the manifest names a layer the registry does not have: the artifact is "
+                "incomplete; nothing was written",
+            ) from None
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files
 

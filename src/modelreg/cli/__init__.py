@@ -9,7 +9,16 @@ from __future__ import annotations
 import sys
 
 from ..errors import ModelregError
-from . import auth, docker, lineage, models, retention, stages, ui  # noqa: F401  (registers commands)
+from . import (  # noqa: F401  (registers commands)
+    auth,
+    docker,
+    imports,
+    lineage,
+    models,
+    retention,
+    stages,
+    ui,
+)
 from ._app import app
 
 

@@ -52,6 +52,10 @@ def push(
     no_capture: Annotated[
         bool, typer.Option("--no-capture", help="Record only what is given explicitly.")
     ] = False,
+    modelpack: Annotated[
+        bool,
+        typer.Option("--modelpack", help="Also publish the CNCF ModelPack form (same blobs)."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model as an immutable, digest-pinned OCI image with its lineage."""
@@ -75,6 +79,7 @@ def push(
             annotations=_pairs(annotation, "annotation"),
             description=description,
             aliases=tag or [],
+            modelpack=modelpack,
             stores=settings.stores(),
             progress=progress,
         )
@@ -87,6 +92,8 @@ def push(
         say(f"pushed {result.repository} v{result.version} ({human_size(result.size)})")
     say(f"digest:    {result.digest}")
     say(f"reference: {result.reference}")
+    if result.modelpack:
+        say(f"modelpack: {result.modelpack['reference']}")
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
