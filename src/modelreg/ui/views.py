@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import api
 from .. import lineage as lineage_mod
+from .._open import trust_state
 from ..errors import InvalidInput, ModelregError, NotFound
 from ..promotion import parse_record_tag
 from ..reference import parse_reference
@@ -78,11 +79,13 @@ def repository_handle(stores: Stores, name: str) -> Repository:
 def stage_states(
     stores: Stores, repository: Repository, tags: Sequence[str], policy: TrustPolicy | None
 ) -> list[StageState]:
-    """Every stage that has a tag or a promotion record, verified now (full chain)."""
+    """Every stage that has a tag or a promotion record, or that the policy names, verified
+    now (full chain): a policy's stage whose records were deleted still shows as refused."""
     from .. import stages
 
     recorded = {p[0] for t in tags if (p := parse_record_tag(t)) is not None}
-    names = sorted(recorded | {s for s in DEFAULT_STAGES if s in tags})
+    named = {s for s in policy.stage_names() if s in tags} if policy is not None else set()
+    names = sorted(recorded | named | {s for s in DEFAULT_STAGES if s in tags})
     states = []
     for stage in names:
         if policy is None:
@@ -90,7 +93,7 @@ def stage_states(
             continue
         try:
             held = stages.verify_stage(
-                repository, stage, policy, state=api.trust_state(stores), full=True
+                repository, stage, policy, state=trust_state(stores), full=True
             )
         except NotFound:
             reason = f"the {stage} tag was set without any signed promotion record"
