@@ -8,16 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import api
+from .. import api, lifecycle
 from ..errors import InvalidInput
-from ..timeutil import parse_duration
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import emit_json, say
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
+    from ..lifecycle import PromotionResult
     from ..policy import TrustPolicy
     from ..signing import SigningKey
-    from ..stages import Outcome
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 KeyOption = Annotated[Path, typer.Option("--key", "-k", help="Your private signing key.")]
@@ -83,13 +82,13 @@ def key_generate(
     say(f"public key:  {public} (give it to whoever verifies)")
 
 
-def _report(outcome: Outcome, repository: str, as_json: bool) -> None:
+def _report(outcome: PromotionResult, as_json: bool) -> None:
     if as_json:
         emit_json(outcome.to_dict())
         return
     version = f"v{outcome.version}" if outcome.version else outcome.digest[:19]
     if outcome.status == "unchanged":
-        say(f"{repository} {outcome.stage} already holds {version}")
+        say(f"{outcome.repository} {outcome.stage} already holds {version}")
     elif outcome.status == "pending":
         say(
             f"proposed {version} for {outcome.stage} (record {outcome.sequence}): "
@@ -124,15 +123,15 @@ def promote(
 ) -> None:
     """Move a stage to a model with a signed promotion record (gated by the policy)."""
     signing_key = _signing_key(key, passphrase_file)
-    outcome = api.promote(
+    outcome = lifecycle.promote(
         reference,
-        to,
-        signing_key,
+        to=to,
+        key=signing_key,
         policy=_policy_or_own_key(trust, policy, key, signing_key),
-        expires_in=parse_duration(expires) if expires else None,
+        expires=expires or None,
         stores=settings.stores(),
     )
-    _report(outcome, reference.split("@")[0], as_json)
+    _report(outcome, as_json)
 
 
 @app.command()
@@ -146,14 +145,14 @@ def approve(
     as_json: JsonFlag = False,
 ) -> None:
     """Add your signature to a pending promotion; the stage moves at the threshold."""
-    outcome = api.approve(
+    outcome = lifecycle.approve(
         reference,
-        to,
-        _signing_key(key, passphrase_file),
+        to=to,
+        key=_signing_key(key, passphrase_file),
         policy=trust_policy(trust, policy),
         stores=settings.stores(),
     )
-    _report(outcome, reference.split("@")[0], as_json)
+    _report(outcome, as_json)
 
 
 @app.command()
@@ -168,14 +167,14 @@ def rollback(
 ) -> None:
     """Give a stage back to its previous model, with a new, higher signed record."""
     signing_key = _signing_key(key, passphrase_file)
-    outcome = api.rollback(
+    outcome = lifecycle.rollback(
         repository,
-        stage,
-        signing_key,
+        stage=stage,
+        key=signing_key,
         policy=_policy_or_own_key(trust, policy, key, signing_key),
         stores=settings.stores(),
     )
-    _report(outcome, repository, as_json)
+    _report(outcome, as_json)
 
 
 @app.command()
@@ -187,11 +186,11 @@ def history(
     as_json: JsonFlag = False,
 ) -> None:
     """Every stage move: sequence, version, from -> to, signers, time; each verified."""
-    entries = api.history(
+    entries = lifecycle.history(
         repository, stage=stage, policy=trust_policy(trust, policy), stores=settings.stores()
     )
     if as_json:
-        emit_json([entry.to_dict() for entry in entries])
+        emit_json(entries.to_dict())
         return
     if not entries:
         say("no promotions yet")
@@ -218,7 +217,9 @@ def verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Verify a stage's whole signed chain and its tag; fail closed with the reason."""
-    verified = api.verify(reference, policy=trust_policy(trust, policy), stores=settings.stores())
+    verified = lifecycle.verify(
+        reference, policy=trust_policy(trust, policy), stores=settings.stores()
+    )
     if as_json:
         emit_json(verified.to_dict())
         return
