@@ -52,7 +52,7 @@ class MlflowSource:
 
 
 def is_mlflow_source(text: str) -> bool:
-    return text.split("://", 1)[0].lower() in SCHEMES
+    return text.lower().startswith("mlflow+")
 
 
 def parse_source(text: str) -> MlflowSource:
