@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Cli, unique_repo
-from conftest_engines import unavailable
+from conftest_engines import STRICT_ENV, unavailable
 from mlflow_server import MlflowServer
 from services import Registry, ServiceUnavailable
 
@@ -35,6 +35,18 @@ def mlflow(
             yield server, server.seed("fraud")
     except ServiceUnavailable as exc:
         unavailable(exc, "MLflow tracking server")
+
+
+def test_a_missing_mlflow_fails_under_strict_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELREG_TEST_MLFLOW", str(tmp_path / "no-mlflow"))
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="MODELREG_TEST_STRICT=1"):
+        try:
+            MlflowServer(tmp_path)
+        except ServiceUnavailable as exc:
+            unavailable(exc, "MLflow tracking server")
 
 
 def source(server: MlflowServer, model: str) -> str:
