@@ -123,6 +123,8 @@ def test_cli_stages_as_signed_promotions_and_idempotent_rerun(
     server.rest("model-versions/transition-stage",
                 {"name": model, "version": "2", "stage": "Staging",
                  "archive_existing_versions": False})  # fmt: skip
+    # an alias named like a stage cannot be a tag: a note, the rest goes on
+    server.rest("registered-models/alias", {"name": model, "alias": "production", "version": "1"})
     repo = unique_repo("imported")
     argv = ["import", source(server, model), repo, "--stages-as-promotions",
             "--key", str(keys / "alice.key")]  # fmt: skip
@@ -131,6 +133,7 @@ def test_cli_stages_as_signed_promotions_and_idempotent_rerun(
     assert f"{repo} v1 imported mlflow version 1" in first.stdout
     assert "production -> v3 (signed promotion)" in first.stdout
     assert "staging -> v2 (signed promotion)" in first.stdout
+    assert "note: MLflow alias 'production' not set: 'production' is a stage" in first.stdout
     verified = modelreg.verify(f"{repo}:production", trust=[keys / "alice.pub"])
     assert verified.version == 3
     again = cli(*argv, "--json")

@@ -156,6 +156,8 @@ def _say_versions(result: dict[str, Any]) -> None:
         say(f"alias {alias} -> v{version}")
     for stage, version in sorted(result["promotions"].items()):
         say(f"{stage} -> v{version} (signed promotion)")
+    for note in result.get("notes", []):
+        say(f"note: {note}")
 
 
 def _fail_if_incomplete(result: dict[str, Any]) -> None:

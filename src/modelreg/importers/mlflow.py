@@ -68,6 +68,7 @@ class ImportReport:
     skipped: tuple[SkippedVersion, ...] = ()
     aliases: Mapping[str, int] = field(default_factory=dict)  # alias -> modelreg version
     promotions: Mapping[str, int] = field(default_factory=dict)  # stage -> modelreg version
+    notes: tuple[str, ...] = ()  # e.g. an MLflow alias that cannot be a tag here
 
     @property
     def complete(self) -> bool:
@@ -93,6 +94,7 @@ class ImportReport:
             ],
             "aliases": dict(self.aliases),
             "promotions": dict(self.promotions),
+            "notes": list(self.notes),
             "complete": self.complete,
         }
 
@@ -161,7 +163,8 @@ def _import(
             continue
         imported.append(ImportedVersion(number, pushed.version, pushed.digest, pushed.existed))
     by_mlflow = {v.source_version: v for v in imported if v.source_version is not None}
-    aliases = _sync_aliases(model, by_mlflow, target, stores)
+    notes: list[str] = []
+    aliases = _sync_aliases(model, by_mlflow, target, stores, notes)
     promotions: dict[str, int] = {}
     if stages_as_promotions and key is not None:
         promotions = _promote_stages(versions, by_mlflow, target, key, stores)
@@ -173,6 +176,7 @@ def _import(
         skipped=tuple(skipped),
         aliases=aliases,
         promotions=promotions,
+        notes=tuple(notes),
     )
 
 
@@ -351,8 +355,12 @@ def _sync_aliases(
     imported: Mapping[int, ImportedVersion],
     target: Reference,
     stores: Stores,
+    notes: list[str],
 ) -> dict[str, int]:
-    """Each MLflow alias as an alias tag on the version it names (moved if it moved)."""
+    """Each MLflow alias as an alias tag on the version it names (moved if it moved).
+
+    An alias modelreg cannot take (a stage's name, ``v3``) is a note, not a failure.
+    """
     aliases: dict[str, int] = {}
     for item in model.get("aliases") or []:
         if not isinstance(item, dict):
@@ -362,7 +370,11 @@ def _sync_aliases(
         if not isinstance(alias, str) or pushed is None:
             continue
         ref = f"{_repository_text(target)}@{pushed.digest}"
-        api.tag(ref, alias, stores=stores)
+        try:
+            api.tag(ref, alias, stores=stores)
+        except InvalidInput as exc:
+            notes.append(f"MLflow alias {alias!r} not set: {exc.message}")
+            continue
         if pushed.version is not None:
             aliases[alias] = pushed.version
     return aliases
