@@ -699,7 +699,6 @@ def promote(
     moved = lifecycle.promote(
         reference, to=stage, key=key, policy=policy, expires=expires_in, stores=stores
     )
-    assert moved.outcome is not None
     return moved.outcome
 
 
@@ -714,7 +713,6 @@ def approve(
     from . import lifecycle
 
     approved = lifecycle.approve(reference, to=stage, key=key, policy=policy, stores=stores)
-    assert approved.outcome is not None
     return approved.outcome
 
 
@@ -729,7 +727,6 @@ def rollback(
     from . import lifecycle
 
     rolled = lifecycle.rollback(repository, stage=stage, key=key, policy=policy, stores=stores)
-    assert rolled.outcome is not None
     return rolled.outcome
 
 

@@ -57,7 +57,7 @@ class PromotionResult:
     needed: int = 1
     archived: PromotionResult | None = None
     notes: tuple[str, ...] = ()
-    outcome: Outcome | None = field(default=None, repr=False, compare=False)
+    outcome: Outcome = field(repr=False, compare=False, kw_only=True)  # what stages returned
 
     @classmethod
     def from_outcome(cls, repository: str, outcome: Outcome) -> PromotionResult:
