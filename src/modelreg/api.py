@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._open import default_trust, is_stage, open_reference, trust_state
+from ._open import default_trust, is_stage, open_reference
 from .digest import hex_part
 from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
@@ -53,8 +53,8 @@ from .versions import unversioned as unversioned_digests
 
 if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads no crypto
     from . import content_signatures, retention, stages
-    from . import mirror as mirror_mod
     from .lineage import Lineage
+    from .mirror import MirrorResult
     from .policy import TrustPolicy
     from .signing import SigningKey
 
@@ -526,27 +526,16 @@ def mirror(
     stages: Sequence[str] | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
-) -> mirror_mod.MirrorResult:
+) -> MirrorResult:
     """Copy a whole repository (``stages=None``: every version) or the given stages' chains.
 
     Versions keep their numbers, aliases, version records and digests; promotion
     records and stage tags come along so the destination verifies with the same
     trust policy. Safe to run again after an interruption: it finishes.
     """
-    stores = stores or Stores()
-    repositories = []
-    for value in (source, destination):
-        ref = _reference(value)
-        if ref.tag or ref.digest:
-            raise InvalidInput(
-                f"{ref} names one model; mirroring copies a whole repository",
-                f"write the repository alone ({ref.registry + '/' if ref.registry else ''}"
-                f"{ref.repository}), or copy one model without --all-versions/--stage",
-            )
-        repositories.append(stores.repository(ref))
-    from . import mirror as mirror_mod  # here: a push need not load the mirror and gc code
+    from . import lifecycle  # here: a push need not load the mirror and gc code
 
-    return mirror_mod.mirror(repositories[0], repositories[1], stages=stages, progress=progress)
+    return lifecycle.mirror(source, destination, stage=stages, stores=stores, progress=progress)
 
 
 def gc(
@@ -563,23 +552,10 @@ def gc(
     Stage chains are verified against ``policy`` (or the configured default) when
     there is one; without any, they are read unverified.
     """
-    stores = stores or Stores()
-    ref = _reference(repository)
-    if ref.tag or ref.digest:
-        raise InvalidInput(
-            f"gc works on a whole repository, not {ref}",
-            "name the repository alone; the rules decide which versions go",
-        )
-    trust = policy or default_trust(stores)
-    from . import retention
+    from . import lifecycle
 
-    return retention.gc(
-        stores.repository(ref),
-        rules,
-        policy=trust,
-        state=trust_state(stores) if trust is not None else None,
-        dry_run=dry_run,
-        now=now,
+    return lifecycle.gc(
+        repository, rules=rules, dry_run=dry_run, policy=policy, stores=stores, now=now
     )
 
 
@@ -722,24 +698,21 @@ def promote(
     """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware).
 
     ``sign_content`` first attaches a content signature of the model's files by ``key``.
+    The positional form kept for existing callers; ``modelreg.promote`` is
+    :func:`modelreg.lifecycle.promote`, with the CLI's option names.
     """
-    from . import stages
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo, identifier = open_reference(stores, reference, policy)
-    if sign_content:
-        from .content_signatures import sign_model
-
-        sign_model(repo, identifier, key)
-    return stages.promote(
-        repo,
-        identifier,
-        stage,
-        key,
-        policy or default_trust(stores),
-        expires_in=expires_in,
-        state=trust_state(stores),
+    moved = lifecycle.promote(
+        reference,
+        to=stage,
+        key=key,
+        policy=policy,
+        expires=expires_in,
+        stores=stores,
+        sign_content=sign_content,
     )
+    return moved.outcome
 
 
 def approve(
@@ -750,13 +723,10 @@ def approve(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
-    from . import stages
-    from .policy import require_trust
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo, identifier = open_reference(stores, reference, policy)
-    trust = require_trust(policy or default_trust(stores), f"{stage} of {repo.name}")
-    return stages.approve(repo, identifier, stage, key, trust, trust_state(stores))
+    approved = lifecycle.approve(reference, to=stage, key=key, policy=policy, stores=stores)
+    return approved.outcome
 
 
 def rollback(
@@ -767,11 +737,10 @@ def rollback(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
-    from . import stages
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo = stores.repository(_reference(repository))
-    return stages.rollback(repo, stage, key, policy or default_trust(stores), trust_state(stores))
+    rolled = lifecycle.rollback(repository, stage=stage, key=key, policy=policy, stores=stores)
+    return rolled.outcome
 
 
 def history(
@@ -781,11 +750,9 @@ def history(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> list[stages.HistoryEntry]:
-    from . import stages
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo = stores.repository(_reference(repository))
-    return stages.history(repo, [stage] if stage else None, policy or default_trust(stores))
+    return list(lifecycle.history(repository, stage=stage, policy=policy, stores=stores))
 
 
 def verify(
@@ -795,23 +762,9 @@ def verify(
     stores: Stores | None = None,
 ) -> stages.VerifiedStage:
     """Verify a stage's whole chain and its tag; remember the head so replays are refused."""
-    from . import stages
-    from .policy import require_trust
+    from . import lifecycle
 
-    stores = stores or Stores()
-    ref = _reference(reference)
-    if not ref.tag or ref.digest:
-        raise InvalidInput(
-            f"{ref} names no stage", "write REPO:STAGE, e.g. localhost:5000/ml/fraud:production"
-        )
-    repo = stores.repository(ref)
-    trust = require_trust(policy or default_trust(stores), str(ref))
-    verified = stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
-    if trust.rule(ref.tag).require_content_signature:
-        from .content_signatures import verify_model
-
-        verify_model(repo, verified.digest, trust.allowed_keys(ref.tag), str(ref))
-    return verified
+    return lifecycle.verify(reference, policy=policy, stores=stores)
 
 
 def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:

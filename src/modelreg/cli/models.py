@@ -213,10 +213,12 @@ def copy(
         raise InvalidInput("--all-versions and --stage exclude each other", "pick one")
     if all_versions or stage:
         with transfer_progress(not as_json) as progress:
-            result = api.mirror(
+            from .. import lifecycle
+
+            result = lifecycle.mirror(
                 source,
                 destination,
-                stages=stage or None,
+                stage=stage or None,
                 stores=settings.stores(),
                 progress=progress,
             )
