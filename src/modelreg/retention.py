@@ -575,6 +575,7 @@ def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Execut
                 exc.hint or "run gc again: it finishes what is left",
             ) from None
         deleted.append(deletion)
+    _unlist_deleted_records(repository, deleted)
     freed = _freed(snapshot, deleted)
     reclaimed = 0
     if isinstance(repository, LayoutRepository):
@@ -589,6 +590,20 @@ def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Execut
         )
     total = sum(freed.values()) + sum(planned.orphan_blobs.values())
     return Executed(tuple(deleted), tuple(sorted(spared)), total, reclaimed)
+
+
+def _unlist_deleted_records(repository: Repository, deleted: list[Deletion]) -> None:
+    """Take the records gc deleted out of their model's referrers index (the spec asks it);
+    every other entry (another tool's signature, SBOM…) stays."""
+    from .store.referrers import remove_from_tag_schema
+
+    by_model: dict[str, set[str]] = {}
+    for deletion in deleted:
+        if deletion.kind != "model":
+            by_model.setdefault(deletion.model, set()).add(deletion.digest)
+    for model, digests in sorted(by_model.items()):
+        with contextlib.suppress(ModelregError):  # a listing left stale is harmless: fetched
+            remove_from_tag_schema(repository, model, digests)  # entries are verified
 
 
 def _needed_since(repository: Repository, snapshot: Snapshot, planned: set[str]) -> set[str]:
