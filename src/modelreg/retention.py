@@ -309,7 +309,7 @@ class Deletion:
     """A manifest to delete by digest (with it go the tags listed)."""
 
     digest: str
-    kind: str  # model, version-record, pending, orphan-version-record
+    kind: str  # model, version-record, pending, orphan-version-record, referrers-index
     model: str
     tags: tuple[str, ...]
 
@@ -505,6 +505,14 @@ def _deletions(snapshot: Snapshot, removed: list[VersionDecision]) -> list[Delet
             if proposal.model == model and only_tagged_by(proposal.manifest, stale):
                 tags = tuple(inventory.tags_of(proposal.manifest))
                 deletions.append(Deletion(proposal.manifest, "pending", model, tags))
+        # the model's OCI referrers index goes too when it lists nothing but what goes
+        # with the model; one that lists a kept record or another tool's referrer stays
+        index = inventory.referrer_indexes.get(model)
+        listed = snapshot.manifests.get(index) if index else None
+        going = {d.digest for d in deletions if d.model == model}
+        if index and listed is not None and listed.children <= going:
+            tags = tuple(inventory.tags_of(index))
+            deletions.append(Deletion(index, "referrers-index", model, tags))
     # version records left behind by an interrupted gc: their model has no tag at all
     tagged = {found.digest for found in inventory.tags.values()}
     for model, record in sorted(inventory.version_records.items()):
@@ -601,7 +609,10 @@ def _unlist_deleted_records(repository: Repository, deleted: list[Deletion]) -> 
     for deletion in deleted:
         if deletion.kind != "model":
             by_model.setdefault(deletion.model, set()).add(deletion.digest)
+    gone = {d.model for d in deleted if d.kind == "referrers-index"}
     for model, digests in sorted(by_model.items()):
+        if model in gone:
+            continue
         with contextlib.suppress(ModelregError):  # a listing left stale is harmless: fetched
             remove_from_tag_schema(repository, model, digests)  # entries are verified
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._json import canonical_json
+from .compression import DecodingReader, compression_of
+from .copies import diff_ids, is_recompressed, read_config
 from .digest import CHUNK, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput
 from .hashcache import DigestCache, fingerprint
 from .oci import (
     ANNOTATION_FILEPATH,
-    ANNOTATION_TITLE,
+    ANNOTATION_LAYER_TITLE,
     IMAGE_CONFIG,
     IMAGE_MANIFEST,
     LAYER_TAR,
@@ -31,6 +33,7 @@ from .oci import (
     Descriptor,
     Manifest,
     image_config,
+    layer_title,
 )
 from .packing import (
     META_ROOT,
@@ -45,8 +48,6 @@ from .packing import (
 from .store.base import Repository
 
 ANNOTATION_FILES = "dev.modelreg.files"
-DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-_TAR_LAYERS = (LAYER_TAR, DOCKER_LAYER_TAR)
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,8 @@ def _check_annotation_budget(annotations: Mapping[str, str], layer_count: int) -
 
 def _layer_annotations(plan: LayerPlan, cache: DigestCache) -> dict[str, str]:
     if plan.root == META_ROOT:
-        return {ANNOTATION_TITLE: plan.title}
-    annotations = {ANNOTATION_TITLE: plan.title}
+        return {ANNOTATION_LAYER_TITLE: plan.title}
+    annotations = {ANNOTATION_LAYER_TITLE: plan.title}
     if plan.title == MODEL_ROOT:
         annotations[ANNOTATION_FILEPATH] = f"/{MODEL_ROOT}"
         annotations[ANNOTATION_FILES] = canonical_json(
@@ -285,14 +286,9 @@ def model_layers(manifest: Manifest) -> list[Descriptor]:
     """The layers that hold model files (lineage layers under /.modelreg are left out)."""
     layers = []
     for layer in manifest.layers:
-        if layer.annotations.get(ANNOTATION_TITLE, "").startswith(f"{META_ROOT}/"):
+        if (layer_title(layer) or "").startswith(f"{META_ROOT}/"):
             continue
-        if layer.media_type not in _TAR_LAYERS:
-            raise IntegrityError(
-                f"layer {layer.digest} has media type {layer.media_type!r}",
-                "modelreg models use uncompressed tar layers; this image was not pushed by "
-                "modelreg",
-            )
+        compression_of(layer.media_type, f"layer {layer.digest}")  # exit 2 unless a tar
         layers.append(layer)
     return layers
 
@@ -306,8 +302,15 @@ def unpack_model(
     """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
     report = progress or _silent
     files: list[str] = []
+    # a copy another tool recompressed: each layer's files are checked against the
+    # config's diff_ids as they are unpacked (see copies.py)
+    uncompressed: dict[str, str] = {}
+    if is_recompressed(manifest):
+        config = read_config(repository, manifest)
+        ids = diff_ids(config, manifest)
+        uncompressed = dict(zip((x.digest for x in manifest.layers), ids, strict=True))
     for layer in model_layers(manifest):
-        title = layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
+        title = layer_title(layer) or layer.digest[:19]
 
         def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
             report(TransferEvent("download", title, layer.digest, count, layer.size))
@@ -319,7 +322,20 @@ def unpack_model(
                 layer.size,
                 f"layer {layer.digest}",
             )
-            files.extend(unpack_layer(reader, target))
+            if compression_of(layer.media_type):
+                decoded = DecodingReader(
+                    reader, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
+                )
+                files.extend(unpack_layer(decoded, target))
+                decoded.finish()
+            else:
+                if uncompressed and uncompressed[layer.digest] != layer.digest:
+                    raise IntegrityError(
+                        f"layer {layer.digest} is not the config's diff_id "
+                        f"{uncompressed[layer.digest]}",
+                        "the image's config and layers disagree; nothing was kept",
+                    )
+                files.extend(unpack_layer(reader, target))
             reader.finish()
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files
@@ -438,7 +454,7 @@ def copy_blob(
     source: Repository, destination: Repository, descriptor: Descriptor, report: Progress
 ) -> str:
     """Make one blob available in ``destination``: skip, mount, or stream verified."""
-    title = descriptor.annotations.get(ANNOTATION_TITLE, descriptor.digest[:19])
+    title = layer_title(descriptor) or descriptor.digest[:19]
     if destination.has_blob(descriptor.digest):
         report(TransferEvent("exists", title, descriptor.digest, descriptor.size, descriptor.size))
         return "exists"

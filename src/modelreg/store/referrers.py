@@ -23,13 +23,14 @@ and check its ``subject`` (see :func:`fetch_referrer`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from .._json import canonical_json, load_json_object
 from ..digest import hex_part, is_digest, sha256_digest
-from ..errors import ConflictError, IntegrityError, NotFound
+from ..errors import ConflictError, IntegrityError, ModelregError, NotFound
 from ..oci import IMAGE_INDEX, MAX_MANIFEST_BYTES, Descriptor, Manifest
 from .base import Repository
 
@@ -110,6 +111,7 @@ def add_to_tag_schema(
     tag = referrers_tag(subject_digest)
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(_REWRITE_ATTEMPTS):
+        previous = repository.resolve(tag)
         current, old_anchor = _read_tag_schema(repository, subject_digest)
         for entry in current:
             seen.setdefault(_entry_key(entry), entry)
@@ -119,8 +121,7 @@ def add_to_tag_schema(
         if current_keys.issuperset(seen) and not old_anchor:
             return
         merged = current + [entry for key, entry in seen.items() if key not in current_keys]
-        index = canonical_json({"schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": merged})
-        repository.push_manifest(index, IMAGE_INDEX, [tag])
+        _replace_index(repository, tag, merged, None if old_anchor or not current else previous)
     raise ConflictError(
         f"{repository.name}: the referrers index {tag} kept changing under concurrent writers",
         "push again; nothing already listed was removed",
@@ -130,12 +131,39 @@ def add_to_tag_schema(
 def remove_from_tag_schema(repository: Repository, subject_digest: str, digests: set[str]) -> None:
     """Drop entries for manifests that were deleted (the spec asks clients to)."""
     tag = referrers_tag(subject_digest)
-    current, _ = _read_tag_schema(repository, subject_digest)
+    previous = repository.resolve(tag)
+    current, old_anchor = _read_tag_schema(repository, subject_digest)
     kept = [entry for entry in current if entry.get("digest") not in digests]
-    if len(kept) == len(current):
+    if len(kept) == len(current) or old_anchor:
         return
-    index = canonical_json({"schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": kept})
-    repository.push_manifest(index, IMAGE_INDEX, [tag])
+    if not kept and previous is not None:
+        # nothing left to list: the index goes, and its tag with it
+        with contextlib.suppress(ModelregError):
+            repository.delete_manifest(previous.digest)
+        return
+    _replace_index(repository, tag, kept, previous)
+
+
+def _replace_index(
+    repository: Repository,
+    tag: str,
+    entries: list[dict[str, Any]],
+    previous: Descriptor | None,
+) -> None:
+    """Write the index at ``tag``, then delete the revision it replaced (as oras does).
+
+    A superseded revision left in a registry keeps every manifest it lists alive
+    through the registry's garbage collection. Where deletes are refused, it stays.
+    ``previous`` is None when it must stay: an empty index has the same bytes, and
+    so the same digest, for every subject (deleting it would untag the others).
+    """
+    index = canonical_json({"schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": entries})
+    written = repository.push_manifest(index, IMAGE_INDEX, [tag])
+    if previous is not None and previous.digest != written.digest:
+        with contextlib.suppress(ModelregError):
+            repository.delete_manifest(previous.digest)
+    # a concurrent writer that re-wrote the old revision lost its tag with the delete:
+    # the caller's re-read (add_to_tag_schema) sees that and writes the entries again
 
 
 def list_referrers(
