@@ -223,8 +223,9 @@ def test_local_gc_frees_the_disk_and_counts_shared_blobs_as_kept(
     assert removed(report) == [(1,)]
     freed = set(before) - set(after)
     assert report.bytes == predicted == sum(before[d] for d in freed) > 0
-    # v1's model manifest, image config and version record went; its layers are v2's too
-    assert len(freed) == 3 and v1 in freed
+    # v1's model manifest, image config, version record and referrers index went; its
+    # layers are v2's too
+    assert len(freed) == 4 and v1 in freed
     assert all(layer in after for layer in layers)
 
     report = api.gc(target, RetentionRules(keep_last=1), stores=stores)
@@ -297,7 +298,7 @@ def test_registry_with_deletes_disabled_is_named_and_nothing_changes(
     assert json.loads(planned.stdout)["versionsRemoved"] == 1
     result = cli("gc", target, "--keep-last", "1")
     assert result.returncode == 5
-    assert "gc stopped after 0 of 2 deletions: registry" in result.stderr
+    assert "gc stopped after 0 of 3 deletions: registry" in result.stderr
     assert "does not allow deletes" in result.stderr
     assert "storage.delete.enabled" in result.stderr
     assert repository(stores, target).list_tags() == tags

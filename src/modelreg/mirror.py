@@ -320,8 +320,6 @@ class _Copier:
         a referrer that is not an image manifest, or whose subject is not this
         model, is skipped with a note.
         """
-        if self.destination.resolve(subject) is None:
-            return 0  # the model was skipped: its referrers would refer to nothing
         try:
             listed = list_referrers(self.source, subject)
         except NotFound:
