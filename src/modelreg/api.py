@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .copies import layer_of_content, model_annotations, read_layer
 from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
-from .oci import EMPTY_JSON_BYTES, Manifest, layer_title
+from .oci import EMPTY_JSON_BYTES, Descriptor, Manifest, layer_title
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference, parse_registry_host
 from .store import RegistryOptions, Stores, credentials
@@ -384,6 +384,23 @@ def inspect(
         files=model_files(manifest),
         packages=_packages(repo, manifest, lineage),
     )
+
+
+def inspect_any(
+    reference: str | Reference,
+    *,
+    trust: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> tuple[str, Descriptor, dict[str, Any]]:
+    """Any manifest or index as stored (a foreign image, a chart, an index): name,
+    descriptor and JSON body, verified against its digest."""
+    from ._json import load_json_object
+    from .oci import MAX_MANIFEST_BYTES
+
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference, trust)
+    descriptor, data = repo.fetch_manifest(identifier)
+    return repo.name, descriptor, load_json_object(data, "manifest", limit=MAX_MANIFEST_BYTES)
 
 
 def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ._json import canonical_json
 from .compression import DecodingReader, compression_of
 from .copies import diff_ids, is_recompressed, read_config
-from .digest import CHUNK, VerifyingReader, sha256_digest
+from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput
 from .hashcache import DigestCache, fingerprint
 from .oci import (
@@ -277,9 +277,9 @@ class PulledModel:
 def fetch_model_manifest(
     repository: Repository, reference: str
 ) -> tuple[Descriptor, bytes, Manifest]:
-    descriptor, data = repository.fetch_manifest(reference)
-    manifest = Manifest.parse(data, f"manifest {repository.name}@{descriptor.digest}")
-    return descriptor, data, manifest
+    from .foreign import model_manifest  # follows a single-image index, refuses the rest
+
+    return model_manifest(repository, reference)
 
 
 def model_layers(manifest: Manifest) -> list[Descriptor]:
@@ -326,7 +326,7 @@ def unpack_model(
                 decoded = DecodingReader(
                     reader, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
                 )
-                files.extend(unpack_layer(decoded, target))
+                files.extend(_unpack_tar(decoded, target, layer, reader))
                 decoded.finish()
             else:
                 if uncompressed and uncompressed[layer.digest] != layer.digest:
@@ -335,10 +335,28 @@ def unpack_model(
                         f"{uncompressed[layer.digest]}",
                         "the image's config and layers disagree; nothing was kept",
                     )
-                files.extend(unpack_layer(reader, target))
+                files.extend(_unpack_tar(reader, target, layer, reader))
             reader.finish()
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files
+
+
+def _unpack_tar(
+    stream: Readable, target: Path, layer: Descriptor, blob: VerifyingReader
+) -> list[str]:
+    """``unpack_layer``; an intact blob that is not a tar is bad input, named."""
+    try:
+        return unpack_layer(stream, target)
+    except IntegrityError as exc:
+        if not exc.message.startswith("layer is not a valid tar archive"):
+            raise
+        blob.finish()  # a corrupted blob is an integrity error, whatever it holds
+        raise InvalidInput(
+            f"layer {layer.digest} ({layer.media_type}) is not a tar archive "
+            f"({exc.message.split(': ', 1)[-1]})",
+            "a model image's layers are tars of files under /model; this looks like an "
+            "artifact of raw files (ORAS): fetch it with 'oras pull'",
+        ) from None
 
 
 def pull_model(
