@@ -25,6 +25,7 @@ from test_engines import tree_of
 from modelreg import api
 from modelreg.compression import DOCKER_LAYER_GZIP, LAYER_TAR_GZIP
 from modelreg.digest import sha256_digest
+from modelreg.errors import VerificationError
 from modelreg.oci import DOCKER_MANIFEST, IMAGE_MANIFEST, Manifest
 from modelreg.reference import parse_reference
 from modelreg.store import Stores
@@ -177,3 +178,55 @@ def test_a_recompressed_layer_with_other_files_fails_the_diff_id(
     assert result.returncode == 6, result.stderr
     assert "diff_id" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_copy_under_a_stage_tag_is_not_the_signed_model(
+    registry: Any,
+    skopeo: str,
+    stores: Stores,
+    model_dir: Path,
+    cli: Cli,
+    keys: Path,
+    tmp_path: Path,
+) -> None:
+    """Records sign the manifest digest; a recompressed copy (same config, other digest)
+    put under the stage tag fails verification with the reason, and a read of the stage
+    resolves the signed digest, never the copy."""
+    from modelreg.policy import policy_from_keys
+    from modelreg.signing import load_signing_key
+
+    source = push_source(registry, stores, model_dir)
+    policy = policy_from_keys([keys / "alice.pub"])
+    alice = load_signing_key(keys / "alice.key")
+    api.promote(source.reference, "production", alice, policy=policy, stores=stores)
+    mirror = f"{registry.host}/{unique_repo('mirror/stage')}:copied"
+    # skopeo's default copy to another repository recompresses; copied back under the
+    # stage tag, it is the same image (same config) under another manifest digest
+    for src, dst in ((source.reference, mirror), (mirror, f"{source.repository}:production")):
+        subprocess.run(
+            [
+                skopeo,
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--src-no-creds",
+                "--dest-no-creds",
+                f"docker://{src}",
+                f"docker://{dst}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    repository = stores.repository(parse_reference(source.repository))
+    moved = repository.resolve("production")
+    assert moved is not None and moved.digest != source.digest
+    with pytest.raises(VerificationError) as refused:
+        api.verify(f"{source.repository}:production", policy=policy, stores=stores)
+    assert source.digest in str(refused.value) and moved.digest in str(refused.value)
+    # a read of the stage refuses too: nothing resolves a stage to a copy it did not sign
+    out = str(tmp_path / "out")
+    trust = str(keys / "alice.pub")
+    result = cli("pull", f"{source.repository}:production", out, "--trust", trust)
+    assert result.returncode == 7, result.stderr
+    assert "moved without a signed promotion" in result.stderr
