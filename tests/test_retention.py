@@ -21,7 +21,7 @@ from modelreg.reference import parse_reference
 from modelreg.retention import RetentionRules, execute, load_rules, plan, read_snapshot
 from modelreg.signing import SigningKey, generate_keypair, load_signing_key
 from modelreg.store import Stores
-from modelreg.store.base import Repository
+from modelreg.store.base import Repository, parse_claim_tag
 from modelreg.timeutil import format_time, now_utc
 from modelreg.transfer import push_model
 from modelreg.versions import anchor_tag, publish, record_tag
@@ -293,12 +293,15 @@ def test_registry_with_deletes_disabled_is_named_and_nothing_changes(
     for _ in range(2):
         push(stores, target, tmp_path, os.urandom(64))
     tags = repository(stores, target).list_tags()
+    # the claims the pushes could not remove are left, decided: gc plans to remove them
+    assert len([t for t in tags if parse_claim_tag(t)]) == 2
     planned = cli("gc", target, "--keep-last", "1", "--dry-run", "--json")
     assert planned.returncode == 0, planned.stderr
     assert json.loads(planned.stdout)["versionsRemoved"] == 1
     result = cli("gc", target, "--keep-last", "1")
     assert result.returncode == 5
-    assert "gc stopped after 0 of 3 deletions: registry" in result.stderr
+    # v1, its version record, its referrers index and the two claims
+    assert "gc stopped after 0 of 5 deletions: registry" in result.stderr
     assert "does not allow deletes" in result.stderr
     assert "storage.delete.enabled" in result.stderr
     assert repository(stores, target).list_tags() == tags
