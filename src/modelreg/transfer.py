@@ -350,7 +350,12 @@ def _unpack_tar(
     except IntegrityError as exc:
         if not exc.message.startswith("layer is not a valid tar archive"):
             raise
-        blob.finish()  # a corrupted blob is an integrity error, whatever it holds
+        try:
+            blob.finish()  # a corrupted blob is an integrity error, whatever it holds
+        except IntegrityError as corrupt:
+            raise IntegrityError(
+                f"layer {layer.digest}: {exc.message}, and {corrupt.message}", corrupt.hint
+            ) from None
         raise InvalidInput(
             f"layer {layer.digest} ({layer.media_type}) is not a tar archive "
             f"({exc.message.split(': ', 1)[-1]})",
