@@ -319,11 +319,16 @@ def _write_record(
 
 
 def _recorded_versions(repository: Repository, digest: str) -> list[tuple[int, str]]:
-    """(number, push time) of the version records of ``digest``: referrers first, then tag.
+    """(number, push time) of the version records of ``digest``, newest number first.
 
-    A model can have more than one (a lost claim is recorded again under the next
-    number); the caller checks which one its version tag still confirms.
+    The record tag is read first (one request, the push-again fast path); when it is
+    missing or unreadable the model's referrers are (a copy made by a tool that
+    carries referrers but not tags, e.g. ``oras cp -r``). A model can have more than
+    one record (a lost claim is recorded again under the next number); the caller
+    checks which one its version tag still confirms.
     """
+    with contextlib.suppress(NotFound, IntegrityError):
+        return [_read_record(repository, record_tag(digest))]
     found: list[tuple[int, str]] = []
     try:
         listed = list_referrers(repository, digest, VERSION_ARTIFACT)
@@ -334,8 +339,6 @@ def _recorded_versions(repository: Repository, digest: str) -> list[tuple[int, s
         if fetched is not None:
             with contextlib.suppress(IntegrityError):
                 found.append(_parse_record(fetched[0], descriptor.digest))
-    with contextlib.suppress(NotFound):
-        found.append(_read_record(repository, record_tag(digest)))
     return sorted(set(found), key=lambda item: -item[0])
 
 
