@@ -29,7 +29,7 @@ from hostile_registry import HostileRegistry, Reply, gated
 from test_hostile import run_cli, snapshot
 
 from modelreg import Resolver, api
-from modelreg.oci import ANNOTATION_TITLE
+from modelreg.oci import ANNOTATION_LAYER_TITLE
 from modelreg.policy import policy_from_keys
 from modelreg.reference import parse_reference
 from modelreg.signing import load_signing_key
@@ -140,7 +140,7 @@ def test_killed_pull_from_a_registry(
     weights = next(
         layer
         for layer in api.inspect(pushed.reference, stores=stores).manifest.layers
-        if layer.annotations.get(ANNOTATION_TITLE) == "weights.bin"
+        if layer.annotations.get(ANNOTATION_LAYER_TITLE) == "weights.bin"
     )
     path = hostile.blob_path("ml/x", weights.digest)
     gate = hostile.gate()

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._open import default_trust, is_stage, open_reference
+from .copies import layer_of_content, model_annotations, read_layer
 from .digest import hex_part
 from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
-from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Descriptor, Manifest
+from .oci import EMPTY_JSON_BYTES, Descriptor, Manifest, layer_title
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference, parse_registry_host
 from .store import RegistryOptions, Stores, credentials
@@ -36,7 +37,6 @@ from .transfer import (
     model_layers,
     pull_model,
     push_model,
-    read_small_blob,
 )
 from .versions import (
     Published,
@@ -195,7 +195,7 @@ def push(
     if known and found and found.created and not aliases:
         report = progress or (lambda _: None)
         for layer in known.manifest.layers:
-            title = layer.annotations.get(ANNOTATION_TITLE, layer.digest)
+            title = layer_title(layer) or layer.digest
             report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
         _attach_content(repo, known.descriptor, content_bundle)
         return PushResult(
@@ -395,7 +395,7 @@ class ModelInfo:
                     "digest": layer.digest,
                     "size": layer.size,
                     "mediaType": layer.media_type,
-                    "title": layer.annotations.get(ANNOTATION_TITLE),
+                    "title": layer_title(layer),
                 }
                 for layer in self.manifest.layers
             ],
@@ -445,6 +445,23 @@ def inspect(
     )
 
 
+def inspect_any(
+    reference: str | Reference,
+    *,
+    trust: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> tuple[str, Descriptor, dict[str, Any]]:
+    """Any manifest or index as stored (a foreign image, a chart, an index): name,
+    descriptor and JSON body, verified against its digest."""
+    from ._json import load_json_object
+    from .oci import MAX_MANIFEST_BYTES
+
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference, trust)
+    descriptor, data = repo.fetch_manifest(identifier)
+    return repo.name, descriptor, load_json_object(data, "manifest", limit=MAX_MANIFEST_BYTES)
+
+
 def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
     """The lineage in a manifest; blobs it names (large params) are fetched on demand."""
     from . import lineage as lineage_mod
@@ -452,14 +469,14 @@ def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
     def load_blob(digest: str) -> bytes:
         return _meta_blob_content(repository, manifest, digest)
 
-    return lineage_mod.from_annotations(manifest.annotations, load_blob)
+    # a copy another tool made may have dropped the annotations: the config's labels
+    # hold the same lineage (see copies.py)
+    return lineage_mod.from_annotations(model_annotations(repository, manifest), load_blob)
 
 
 def _meta_blob_content(repository: Repository, manifest: Manifest, digest: str) -> bytes:
-    layer = next((layer for layer in manifest.layers if layer.digest == digest), None)
-    if layer is None:
-        raise IntegrityError(f"the manifest names lineage blob {digest} but has no such layer")
-    content = read_small_blob(repository, layer, MAX_LINEAGE_BLOB)
+    layer, diff_id = layer_of_content(repository, manifest, digest)
+    content = read_layer(repository, layer, diff_id, MAX_LINEAGE_BLOB)
     return read_single_file(io.BytesIO(content), limit=MAX_LINEAGE_BLOB)
 
 
@@ -479,7 +496,7 @@ def model_files(manifest: Manifest) -> dict[str, str]:
                 raise IntegrityError(f"layer {layer.digest}: {ANNOTATION_FILES} is malformed")
             files.update(bundled)
             continue
-        title = layer.annotations.get(ANNOTATION_TITLE)
+        title = layer_title(layer)
         if title:
             files[title] = layer.digest
     return dict(sorted(files.items()))

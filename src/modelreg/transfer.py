@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._json import canonical_json
-from .digest import CHUNK, VerifyingReader, sha256_digest
+from .compression import DecodingReader, compression_of
+from .copies import diff_ids, is_recompressed, read_config
+from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
 from .oci import (
     ANNOTATION_FILEPATH,
-    ANNOTATION_TITLE,
+    ANNOTATION_LAYER_TITLE,
     IMAGE_CONFIG,
     IMAGE_MANIFEST,
     LAYER_TAR,
@@ -31,6 +33,7 @@ from .oci import (
     Descriptor,
     Manifest,
     image_config,
+    layer_title,
 )
 from .packing import (
     META_ROOT,
@@ -40,13 +43,12 @@ from .packing import (
     make_layer,
     plan_layers,
     scan_model,
+    unpack_layer,
 )
 from .store.base import Repository
 from .store.base import read_small_blob as read_small_blob  # its home is the store interface
 
 ANNOTATION_FILES = "dev.modelreg.files"
-DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-_TAR_LAYERS = (LAYER_TAR, DOCKER_LAYER_TAR)
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,8 @@ def _check_annotation_budget(annotations: Mapping[str, str], layer_count: int) -
 
 def _layer_annotations(plan: LayerPlan, cache: DigestCache) -> dict[str, str]:
     if plan.root == META_ROOT:
-        return {ANNOTATION_TITLE: plan.title}
-    annotations = {ANNOTATION_TITLE: plan.title}
+        return {ANNOTATION_LAYER_TITLE: plan.title}
+    annotations = {ANNOTATION_LAYER_TITLE: plan.title}
     if plan.title == MODEL_ROOT:
         annotations[ANNOTATION_FILEPATH] = f"/{MODEL_ROOT}"
         annotations[ANNOTATION_FILES] = canonical_json(
@@ -276,23 +278,18 @@ class PulledModel:
 def fetch_model_manifest(
     repository: Repository, reference: str
 ) -> tuple[Descriptor, bytes, Manifest]:
-    descriptor, data = repository.fetch_manifest(reference)
-    manifest = Manifest.parse(data, f"manifest {repository.name}@{descriptor.digest}")
-    return descriptor, data, manifest
+    from .foreign import model_manifest  # follows a single-image index, refuses the rest
+
+    return model_manifest(repository, reference)
 
 
 def model_layers(manifest: Manifest) -> list[Descriptor]:
     """The layers that hold model files (lineage layers under /.modelreg are left out)."""
     layers = []
     for layer in manifest.layers:
-        if layer.annotations.get(ANNOTATION_TITLE, "").startswith(f"{META_ROOT}/"):
+        if (layer_title(layer) or "").startswith(f"{META_ROOT}/"):
             continue
-        if layer.media_type not in _TAR_LAYERS:
-            raise IntegrityError(
-                f"layer {layer.digest} has media type {layer.media_type!r}",
-                "modelreg models use uncompressed tar layers; this image was not pushed by "
-                "modelreg",
-            )
+        compression_of(layer.media_type, f"layer {layer.digest}")  # exit 2 unless a tar
         layers.append(layer)
     return layers
 
@@ -309,8 +306,16 @@ def unpack_model(
 
     report = progress or _silent
     files: list[str] = []
-    if formats.form_of(manifest) != formats.IMAGE:
+    foreign = formats.form_of(manifest) != formats.IMAGE
+    uncompressed: dict[str, str] = {}
+    if foreign:
         formats.read_facts(repository, manifest)  # its config is verified and checked first
+    elif is_recompressed(manifest):
+        # a copy another tool recompressed: each layer's files are checked against the
+        # config's diff_ids as they are unpacked (see copies.py)
+        config = read_config(repository, manifest)
+        ids = diff_ids(config, manifest)
+        uncompressed = dict(zip((x.digest for x in manifest.layers), ids, strict=True))
     for file_layer in formats.file_layers(manifest):
         layer = file_layer.descriptor
         title = file_layer.title or layer.digest[:19]
@@ -326,7 +331,10 @@ def unpack_model(
                     layer.size,
                     f"layer {layer.digest}",
                 )
-                files.extend(unpack(file_layer, reader, target))
+                if foreign:
+                    files.extend(unpack(file_layer, reader, target))
+                else:
+                    files.extend(_unpack_image_layer(reader, layer, uncompressed, target))
                 reader.finish()
         except NotFound as exc:
             if exc.hint:
@@ -338,6 +346,48 @@ def unpack_model(
             ) from None
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files
+
+
+def _unpack_image_layer(
+    reader: VerifyingReader, layer: Descriptor, uncompressed: dict[str, str], target: Path
+) -> list[str]:
+    """One layer of a model image (maybe recompressed by another tool) into ``target``."""
+    if compression_of(layer.media_type):
+        decoded = DecodingReader(
+            reader, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
+        )
+        files = _unpack_tar(decoded, target, layer, reader)
+        decoded.finish()
+        return files
+    if uncompressed and uncompressed[layer.digest] != layer.digest:
+        raise IntegrityError(
+            f"layer {layer.digest} is not the config's diff_id {uncompressed[layer.digest]}",
+            "the image's config and layers disagree; nothing was kept",
+        )
+    return _unpack_tar(reader, target, layer, reader)
+
+
+def _unpack_tar(
+    stream: Readable, target: Path, layer: Descriptor, blob: VerifyingReader
+) -> list[str]:
+    """``unpack_layer``; an intact blob that is not a tar is bad input, named."""
+    try:
+        return unpack_layer(stream, target)
+    except IntegrityError as exc:
+        if not exc.message.startswith("layer is not a valid tar archive"):
+            raise
+        try:
+            blob.finish()  # a corrupted blob is an integrity error, whatever it holds
+        except IntegrityError as corrupt:
+            raise IntegrityError(
+                f"layer {layer.digest}: {exc.message}, and {corrupt.message}", corrupt.hint
+            ) from None
+        raise InvalidInput(
+            f"layer {layer.digest} ({layer.media_type}) is not a tar archive "
+            f"({exc.message.split(': ', 1)[-1]})",
+            "a model image's layers are tars of files under /model; this looks like an "
+            "artifact of raw files (ORAS): fetch it with 'oras pull'",
+        ) from None
 
 
 def pull_model(
@@ -438,7 +488,7 @@ def copy_blob(
     source: Repository, destination: Repository, descriptor: Descriptor, report: Progress
 ) -> str:
     """Make one blob available in ``destination``: skip, mount, or stream verified."""
-    title = descriptor.annotations.get(ANNOTATION_TITLE, descriptor.digest[:19])
+    title = layer_title(descriptor) or descriptor.digest[:19]
     if destination.has_blob(descriptor.digest):
         report(TransferEvent("exists", title, descriptor.digest, descriptor.size, descriptor.size))
         return "exists"

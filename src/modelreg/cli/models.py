@@ -162,8 +162,22 @@ def inspect(
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a model's manifest: digest, layers, annotations."""
-    info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
+    """Show a model's manifest: digest, layers, annotations (any other manifest as stored)."""
+    try:
+        info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
+    except InvalidInput:
+        # not a model (an index, a chart, an ORAS artifact): show it as it is
+        name, descriptor, body = api.inspect_any(
+            reference, trust=trust_policy(trust, policy), stores=settings.stores()
+        )
+        if as_json:
+            emit_json({"repository": name, "digest": descriptor.digest, "manifest": body})
+            return
+        say(f"reference:    {name}@{descriptor.digest}")
+        say(f"mediaType:    {body.get('mediaType') or descriptor.media_type}")
+        say("not a model; the manifest as stored:")
+        emit_json(body)
+        return
     if as_json:
         emit_json(info.to_dict())
         return
@@ -172,7 +186,8 @@ def inspect(
     if info.version is not None:
         say(f"version:      v{info.version}")
     say(f"mediaType:    {info.media_type}")
-    say(f"artifactType: {info.manifest.artifact_type}")
+    if info.manifest.artifact_type:
+        say(f"artifactType: {info.manifest.artifact_type}")
     say(f"size:         {human_size(info.size)}")
     say("layers:")
     for layer in data["layers"]:

@@ -457,3 +457,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
         os.chmod(temp_path, 0o644)
         os.replace(temp_path, path)
+
+
+def layout_directory(directory: Path) -> LayoutRepository:
+    """An OCI image-layout directory named on its own (``oci:DIR``, skopeo's syntax).
+
+    It is a repository of a store whose root is its parent directory, so blobs
+    are hard-linked from a sibling layout as they are within the local store.
+    """
+    directory = directory.expanduser()
+    absolute = directory.resolve()
+    if absolute.name in _RESERVED or not absolute.name:
+        raise InvalidInput(
+            f"oci:{directory} is not a usable layout directory name",
+            "name the directory that holds (or will hold) index.json and blobs/",
+        )
+    return _NamedLayout(absolute, absolute.name, LayoutStore(absolute.parent), f"oci:{directory}")
+
+
+class _NamedLayout(LayoutRepository):
+    """A layout directory shown as ``oci:DIR``; inside its store it is its own name."""
+
+    def __init__(self, path: Path, name: str, store: LayoutStore, shown: str) -> None:
+        super().__init__(path, name, store)
+        self._shown = shown
+
+    @property
+    def name(self) -> str:
+        return self._shown

@@ -29,18 +29,21 @@ from ..errors import (
     AuthError,
     ConflictError,
     IntegrityError,
+    ModelregError,
     NotFound,
     RegistryError,
     RegistryUnavailable,
 )
 from ..oci import (
+    EMPTY_JSON_BYTES,
     IMAGE_INDEX,
+    IMAGE_MANIFEST,
     MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_BYTES,
     Descriptor,
     media_type_of,
 )
-from .base import BytesCallback, claim_tag_name, parse_claim_tag
+from .base import BytesCallback, claim_marker, claim_tag_name, parse_claim_tag
 from .transport import QuickResponse, Transport
 
 _T = TypeVar("_T")
@@ -405,11 +408,25 @@ class RemoteRepository:
         its own claim before listing), so at most one ever takes this fast path.
         Claimants that see a rival wait a settle delay — long enough for a fast-path
         winner's tag write to land — and, when the tag is still absent, fall back to
-        claim, settle, read back (last writer wins). Claim tags are never removed, so a
-        later claimant of the same tag always sees them and never takes the fast path.
+        claim, settle, read back (last writer wins). The claim tag points at a marker
+        manifest of its own and is deleted once the claim is decided (the tag exists by
+        then, so a later claimant sees the tag itself); where deletes are refused, it
+        stays and ``gc`` lists it.
         """
         digest = sha256_digest(data)
-        self._put_manifest(claim_tag_name(digest, tag, stamp), data, media_type, digest)
+        marker = claim_marker(digest, tag, stamp)
+        self.push_small_blob(EMPTY_JSON_BYTES)  # the marker's config
+        marker_digest = sha256_digest(marker)
+        self._put_manifest(
+            claim_tag_name(digest, tag, stamp), marker, IMAGE_MANIFEST, marker_digest
+        )
+        try:
+            return self._decide_claim(tag, data, media_type, digest)
+        finally:
+            with contextlib.suppress(ModelregError):
+                self.delete_manifest(marker_digest)
+
+    def _decide_claim(self, tag: str, data: bytes, media_type: str, digest: str) -> bool:
         tags = self.list_tags()
         if tag in tags:
             current = self.resolve(tag)
