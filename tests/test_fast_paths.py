@@ -19,7 +19,7 @@ from modelreg import api, packing
 from modelreg.errors import RegistryUnavailable
 from modelreg.store import RegistryOptions, Stores
 from modelreg.store.transport import Transport
-from modelreg.versions import version_record_tag as record_tag
+from modelreg.versions import version_record_tag
 
 
 class AccessLog:
@@ -148,7 +148,9 @@ def test_versions_reads_the_model_and_its_record_per_version(
     sent = log.requests()
     # the push time is in the version record: claim tags, which carried it in their
     # names, are removed once a push has its version (they were tag noise forever)
-    records = [("GET", f"/v2/{repository}/manifests/{record_tag(p.digest)}") for p in pushed]
+    records = [
+        ("GET", f"/v2/{repository}/manifests/{version_record_tag(p.digest)}") for p in pushed
+    ]
     assert sorted(sent) == sorted(
         [("GET", f"/v2/{repository}/tags/list?n=1000")]
         + [("GET", f"/v2/{repository}/manifests/v{n}") for n in (1, 2, 3)]
