@@ -19,6 +19,7 @@ from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
 from .hashcache import DigestCache
 from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
 from .packing import LayerPlan, read_single_file
+from .parallel import concurrency_from
 from .reference import Reference, parse_reference, parse_registry_host
 from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
@@ -118,6 +119,7 @@ def push(
     aliases: Sequence[str] = (),
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
 
@@ -126,13 +128,15 @@ def push(
     kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
     recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
     ``packages``, its freeze list); the keyword fields above, when given, still
-    override that lineage's fields one by one. Bad input (lineage, annotations too
+    override that lineage's fields one by one. ``concurrency`` layers are uploaded at
+    once (default 4, or ``MODELREG_CONCURRENCY``). Bad input (lineage, annotations too
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
     """
     from . import lineage as lineage_mod
 
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     target = _reference(repository)
     if target.digest:
         raise InvalidInput(
@@ -202,6 +206,7 @@ def push(
         progress=progress,
         push_manifest=False,  # publish pushes it, under its anchor tag
         extra_blobs=[EMPTY_JSON_BYTES],  # the version record's, mounted like the rest
+        concurrency=concurrency,
     )
     looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
     published = publish(
@@ -295,14 +300,32 @@ def pull(
     trust: TrustPolicy | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> PullResult:
     """Write a model's files into ``destination``, every byte verified, all or nothing.
 
     A stage reference (``fraud:production``) is verified against ``trust`` first.
+    ``concurrency`` layers are downloaded at once (default 4, or ``MODELREG_CONCURRENCY``).
+    ``include``/``exclude`` globs select files: only layers holding a wanted file are
+    downloaded, and only wanted files are written.
     """
+    from .selection import Selection
+
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
+    selection = Selection.of(include, exclude)
     repo, identifier = open_reference(stores, reference, trust)
-    pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+    pulled = pull_model(
+        repo,
+        identifier,
+        Path(destination),
+        force=force,
+        progress=progress,
+        concurrency=concurrency,
+        selection=selection,
+    )
     return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
 
 
@@ -432,12 +455,14 @@ def copy(
     *,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> tuple[str, str]:
     """Copy one model (and what it references) between any two stores; digest preserved.
 
     Returns the destination repository name and the digest.
     """
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     src = _reference(source)
     dst = _reference(destination)
     src_repo, identifier = open_reference(stores, src)
@@ -446,7 +471,7 @@ def copy(
         raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
     tags = (dst.tag,) if dst.tag else ()
     check_aliases(dst_repo, tags)
-    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
+    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress, concurrency)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
     return dst_repo.name, descriptor.digest
@@ -459,6 +484,7 @@ def mirror(
     stages: Sequence[str] | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> mirror_mod.MirrorResult:
     """Copy a whole repository (``stages=None``: every version) or the given stages' chains.
 
@@ -467,6 +493,7 @@ def mirror(
     trust policy. Safe to run again after an interruption: it finishes.
     """
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     repositories = []
     for value in (source, destination):
         ref = _reference(value)
@@ -479,7 +506,9 @@ def mirror(
         repositories.append(stores.repository(ref))
     from . import mirror as mirror_mod  # here: a push need not load the mirror and gc code
 
-    return mirror_mod.mirror(repositories[0], repositories[1], stages=stages, progress=progress)
+    return mirror_mod.mirror(
+        repositories[0], repositories[1], stages=stages, progress=progress, concurrency=concurrency
+    )
 
 
 def gc(

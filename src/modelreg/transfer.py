@@ -42,6 +42,8 @@ from .packing import (
     scan_model,
     unpack_layer,
 )
+from .parallel import ProgressHub, concurrency_from, run_layers
+from .selection import Selection, check_written, select_layers
 from .store.base import Repository
 
 ANNOTATION_FILES = "dev.modelreg.files"
@@ -94,6 +96,7 @@ def push_model(
     progress: Progress | None = None,
     push_manifest: bool = True,
     extra_blobs: Sequence[bytes] = (),
+    concurrency: int | None = None,
 ) -> PushedImage:
     """Push the files at ``path`` as an untagged image manifest; return it.
 
@@ -102,18 +105,21 @@ def push_model(
     With ``push_manifest=False`` the blobs are pushed and the manifest only
     built: the caller pushes it (under a tag) itself. ``extra_blobs`` are small
     blobs the caller will reference next (mounted like the rest when the registry
-    holds them elsewhere).
+    holds them elsewhere). Up to ``concurrency`` layers go at once.
     """
     cache = cache or DigestCache(None)
-    report = progress or _silent
     layers = [*plan_layers(scan_model(path)), *meta_layers]
     _check_annotation_budget(annotations, len(layers))
-    digests: list[str] = []
-    uploaded = 0
-    for plan in layers:
-        digest, sent = _push_layer(repository, plan, cache, report)
-        uploaded += sent
-        digests.append(digest)
+    hub = ProgressHub(progress or _silent, TransferEvent, sum(plan.size for plan in layers))
+    pushed = run_layers(
+        layers,
+        lambda plan: _push_layer(repository, plan, cache, hub),
+        name=lambda plan: plan.title,
+        concurrency=concurrency_from(concurrency),
+        hub=hub,
+    )
+    digests = [digest for digest, _ in pushed]
+    uploaded = sum(sent for _, sent in pushed)
     config, manifest, data = _image(layers, digests, annotations, cache)
     for blob in [config, *extra_blobs]:
         _push_small(repository, blob, cache)
@@ -302,15 +308,26 @@ def unpack_model(
     manifest: Manifest,
     target: Path,
     progress: Progress | None = None,
+    concurrency: int | None = None,
+    selection: Selection | None = None,
 ) -> list[str]:
-    """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
-    report = progress or _silent
-    files: list[str] = []
-    for layer in model_layers(manifest):
-        title = layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
+    """Download, verify and extract every model layer into ``target`` (a fresh directory).
 
-        def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
-            report(TransferEvent("download", title, layer.digest, count, layer.size))
+    Up to ``concurrency`` layers at once; layers hold disjoint files (a file in two
+    layers is refused), so they extract side by side into the same directory. With a
+    ``selection``, only the layers holding wanted files are downloaded (each verified
+    whole) and only the wanted files written.
+    """
+    what = f"{repository.name}"
+    layers = select_layers(model_layers(manifest), selection, what)
+    wanted = selection.wants if selection is not None else None
+    hub = ProgressHub(progress or _silent, TransferEvent, sum(layer.size for layer in layers))
+
+    def unpack(layer: Descriptor) -> list[str]:
+        title = layer_title(layer)
+
+        def downloaded(count: int) -> None:
+            hub(TransferEvent("download", title, layer.digest, count, layer.size))
 
         with repository.open_blob(layer) as raw:
             reader = VerifyingReader(
@@ -319,10 +336,22 @@ def unpack_model(
                 layer.size,
                 f"layer {layer.digest}",
             )
-            files.extend(unpack_layer(reader, target))
+            written = unpack_layer(reader, target, wanted=wanted)
             reader.finish()
-        report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
+        hub(TransferEvent("done", title, layer.digest, layer.size, layer.size))
+        return written
+
+    unpacked = run_layers(
+        layers, unpack, name=layer_title, concurrency=concurrency_from(concurrency), hub=hub
+    )
+    files = [name for names in unpacked for name in names]
+    check_written(files, selection, what)
     return files
+
+
+def layer_title(layer: Descriptor) -> str:
+    """What progress and errors call a layer: its file name, else a short digest."""
+    return layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
 
 
 def pull_model(
@@ -332,16 +361,19 @@ def pull_model(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    concurrency: int | None = None,
+    selection: Selection | None = None,
 ) -> PulledModel:
     """Write the model's files into ``destination``; all or nothing.
 
     Files are extracted into a staging directory beside ``destination`` while
     every layer is verified, and moved into place only when all checked out.
+    With a ``selection`` only the wanted files are written (see ``selection``).
     """
     descriptor, _, manifest = fetch_model_manifest(repository, reference)
     _check_destination(destination, force)
     with staging_directory(destination.parent, destination.name) as staging:
-        files = unpack_model(repository, manifest, staging, progress)
+        files = unpack_model(repository, manifest, staging, progress, concurrency, selection)
         replace_directory(staging, destination)
     return PulledModel(descriptor, manifest, tuple(sorted(files)), destination)
 
@@ -463,6 +495,24 @@ def copy_blob(
     return "copied"
 
 
+def copy_blobs(
+    source: Repository,
+    destination: Repository,
+    blobs: Sequence[Descriptor],
+    report: Progress,
+    concurrency: int | None = None,
+) -> list[str]:
+    """``copy_blob`` for each blob, up to ``concurrency`` at once; the actions, in order."""
+    hub = ProgressHub(report, TransferEvent, sum(blob.size for blob in blobs))
+    return run_layers(
+        blobs,
+        lambda blob: copy_blob(source, destination, blob, hub),
+        name=layer_title,
+        concurrency=concurrency_from(concurrency),
+        hub=hub,
+    )
+
+
 def _chunks(reader: VerifyingReader) -> Iterator[bytes]:
     while True:
         data = reader.read(CHUNK)
@@ -477,13 +527,13 @@ def copy_manifest(
     destination: Repository,
     tags: Sequence[str] = (),
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> Descriptor:
     """Copy a manifest and everything it references; tag only once all of it is there."""
     report = progress or _silent
     descriptor, data = source.fetch_manifest(reference)
     manifest = Manifest.parse(data, f"manifest {source.name}@{descriptor.digest}")
     if manifest.subject and destination.resolve(manifest.subject.digest) is None:
-        copy_manifest(source, manifest.subject.digest, destination, (), progress)
-    for blob in [manifest.config, *manifest.layers]:
-        copy_blob(source, destination, blob, report)
+        copy_manifest(source, manifest.subject.digest, destination, (), progress, concurrency)
+    copy_blobs(source, destination, [manifest.config, *manifest.layers], report, concurrency)
     return destination.push_manifest(data, descriptor.media_type, tags)

@@ -14,6 +14,14 @@ from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import emit_json, human_size, say, transfer_progress
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        help="Layers moved at once (default 4, or MODELREG_CONCURRENCY).",
+        show_default=False,
+    ),
+]
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -52,6 +60,7 @@ def push(
     no_capture: Annotated[
         bool, typer.Option("--no-capture", help="Record only what is given explicitly.")
     ] = False,
+    concurrency: ConcurrencyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model as an immutable, digest-pinned OCI image with its lineage."""
@@ -77,6 +86,7 @@ def push(
             aliases=tag or [],
             stores=settings.stores(),
             progress=progress,
+            concurrency=concurrency,
         )
     if as_json:
         emit_json(result.to_dict())
@@ -106,11 +116,21 @@ def pull(
     ] = False,
     trust: TrustOption = None,
     policy: PolicyOption = None,
+    concurrency: ConcurrencyOption = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave out files matching this glob (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull a model's files, every byte verified against its digest, all or nothing.
 
-    A stage (REPO:production) is pulled only after its signed chain verifies.
+    A stage (REPO:production) is pulled only after its signed chain verifies. With
+    --include/--exclude only the layers holding wanted files are downloaded.
     """
     with transfer_progress(not as_json) as progress:
         result = api.pull(
@@ -120,6 +140,9 @@ def pull(
             trust=trust_policy(trust, policy),
             stores=settings.stores(),
             progress=progress,
+            concurrency=concurrency,
+            include=include or (),
+            exclude=exclude or (),
         )
     if as_json:
         emit_json(result.to_dict())
@@ -174,6 +197,7 @@ def copy(
             help="Mirror a stage: its holder, its whole signed chain and the models it names.",
         ),
     ] = None,
+    concurrency: ConcurrencyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Copy a model between any two stores (local ⇄ registry ⇄ registry); digest preserved.
@@ -192,6 +216,7 @@ def copy(
                 stages=stage or None,
                 stores=settings.stores(),
                 progress=progress,
+                concurrency=concurrency,
             )
         if as_json:
             emit_json(result.to_dict())
@@ -208,7 +233,13 @@ def copy(
             say(f"  skipped {skipped}")
         return
     with transfer_progress(not as_json) as progress:
-        name, digest = api.copy(source, destination, stores=settings.stores(), progress=progress)
+        name, digest = api.copy(
+            source,
+            destination,
+            stores=settings.stores(),
+            progress=progress,
+            concurrency=concurrency,
+        )
     if as_json:
         emit_json({"repository": name, "digest": digest, "reference": f"{name}@{digest}"})
         return
