@@ -27,6 +27,7 @@ class Fault:
     cut_request_after: int | None = None  # reset after reading this many request-body bytes
     cut_response_after: int | None = None  # reset after sending this many response-body bytes
     ignore_range: bool = False  # forward without the Range header: the whole body comes back
+    stall_response_after: int | None = None  # after this many body bytes, send nothing more
 
 
 Rule = Callable[[str, str, int], Fault | None]  # (method, path, nth time of this kind) -> fault
@@ -55,6 +56,7 @@ class FaultProxy:
         self.in_flight: Counter[str] = Counter()  # requests of each kind being served now
         self.peak: Counter[str] = Counter()  # the most of each kind served at once
         self.body_bytes: Counter[str] = Counter()  # response body bytes sent, by kind
+        self.release = threading.Event()  # ends every stall (the test sets it when done)
         self._lock = threading.Lock()
         proxy = self
 
@@ -175,6 +177,20 @@ class FaultProxy:
                     self._record(method, path, "response cut")
                     _reset(handler)
                     return
+                if (
+                    fault
+                    and fault.stall_response_after is not None
+                    and forwarded + len(chunk) > fault.stall_response_after
+                ):
+                    keep = fault.stall_response_after - forwarded
+                    handler.wfile.write(chunk[:keep])
+                    handler.wfile.flush()
+                    self._sent(method, path, keep)
+                    self._record(method, path, "response stalled")
+                    self.release.wait(120)
+                    upstream.close()
+                    _reset(handler)
+                    return
                 handler.wfile.write(chunk)
                 self._sent(method, path, len(chunk))
                 forwarded += len(chunk)
@@ -205,5 +221,6 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     try:
         yield proxy
     finally:
+        proxy.release.set()
         proxy.server.shutdown()
         proxy.server.server_close()

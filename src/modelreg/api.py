@@ -311,6 +311,7 @@ def pull(
     ``include``/``exclude`` globs select files: only layers holding a wanted file are
     downloaded, and only wanted files are written.
     """
+    from .partial import PARTIAL_DIR, PartialArea
     from .selection import Selection
 
     stores = stores or Stores()
@@ -325,6 +326,7 @@ def pull(
         progress=progress,
         concurrency=concurrency,
         selection=selection,
+        partial=PartialArea(stores.home / PARTIAL_DIR),
     )
     return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
 

@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
-from .errors import ModelregError, RegistryUnavailable
+from .errors import IntegrityError, ModelregError, RegistryUnavailable
 from .oci import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from .packing import unpack_layer
+from .partial import PARTIAL_DIR, PartialArea
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .reference import Reference, parse_reference
+from .selection import Selection, check_written, select_layers
 from .stages import verify_stage
 from .store import Stores
 from .store.base import Repository
@@ -226,21 +228,37 @@ class Resolver:
 
     # ----- fetch -----------------------------------------------------------------------
 
-    def fetch(self, model: ResolvedModel) -> Path:
+    def fetch(
+        self,
+        model: ResolvedModel,
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+    ) -> Path:
         """A local directory with the model's files, every byte verified.
 
         Layers already in the cache are not downloaded again, so a new version that
-        changes one file downloads one layer.
+        changes one file downloads one layer; a download cut short (even by a killed
+        process) resumes from the bytes it had. ``include``/``exclude`` globs select
+        files: only the layers holding wanted files are downloaded.
         """
-        target = self.cache_dir / "models" / hex_part(model.digest)
+        selection = Selection.of(include, exclude)
+        name = hex_part(model.digest)
+        if selection is not None:
+            name += "-" + sha256_digest(selection.key().encode())[7:23]
+        target = self.cache_dir / "models" / name
         if target.is_dir():
             return target
         reference = parse_reference(model.repository)
         repo = self._repository(reference)
-        layers = [self._layer(repo, layer) for layer in model_layers(model.manifest)]
+        chosen = select_layers(model_layers(model.manifest), selection, model.reference)
+        layers = [self._layer(repo, layer) for layer in chosen]
+        wanted = selection.wants if selection is not None else None
         with _scratch(target.parent) as scratch:
-            for layer_dir in layers:
-                _link_tree(layer_dir, scratch)
+            linked = [
+                path for layer_dir in layers for path in _link_tree(layer_dir, scratch, wanted)
+            ]
+            check_written(linked, selection, model.reference)
             _publish(scratch, target)
         return target
 
@@ -248,15 +266,21 @@ class Resolver:
         final = self.cache_dir / "layers" / hex_part(descriptor.digest)
         if final.is_dir():
             return final
+        partial = PartialArea(self._stores.home / PARTIAL_DIR)
         with _scratch(final.parent) as scratch:
-            with repo.open_blob(descriptor) as raw:
+            with partial.open_blob(repo, descriptor) as raw:
                 reader = VerifyingReader(
                     raw, descriptor.digest, descriptor.size, f"layer {descriptor.digest}"
                 )
-                unpack_layer(reader, scratch)
-                reader.finish()
+                try:
+                    unpack_layer(reader, scratch)
+                    reader.finish()
+                except IntegrityError:
+                    partial.discard([descriptor.digest])
+                    raise
             _make_read_only(scratch)
             _publish(scratch, final)
+        partial.discard([descriptor.digest])
         return final
 
     # ----- watch -----------------------------------------------------------------------
@@ -318,15 +342,21 @@ def _publish(scratch: Path, final: Path) -> None:
             raise
 
 
-def _link_tree(source: Path, destination: Path) -> None:
+def _link_tree(
+    source: Path, destination: Path, wanted: Callable[[str], bool] | None = None
+) -> list[str]:
+    linked = []
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         target = destination / relative
         if path.is_dir():
-            target.mkdir(exist_ok=True)
-        else:
+            if wanted is None:
+                target.mkdir(exist_ok=True)
+        elif wanted is None or wanted(relative.as_posix()):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(path, target)
+            linked.append(relative.as_posix())
+    return linked
 
 
 def _make_read_only(root: Path) -> None:

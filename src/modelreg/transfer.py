@@ -43,6 +43,7 @@ from .packing import (
     unpack_layer,
 )
 from .parallel import ProgressHub, concurrency_from, run_layers
+from .partial import PartialArea
 from .selection import Selection, check_written, select_layers
 from .store.base import Repository
 
@@ -310,13 +311,15 @@ def unpack_model(
     progress: Progress | None = None,
     concurrency: int | None = None,
     selection: Selection | None = None,
+    partial: PartialArea | None = None,
 ) -> list[str]:
     """Download, verify and extract every model layer into ``target`` (a fresh directory).
 
     Up to ``concurrency`` layers at once; layers hold disjoint files (a file in two
     layers is refused), so they extract side by side into the same directory. With a
     ``selection``, only the layers holding wanted files are downloaded (each verified
-    whole) and only the wanted files written.
+    whole) and only the wanted files written. With a ``partial`` area, downloads keep
+    what arrived there and resume from it (see ``partial``).
     """
     what = f"{repository.name}"
     layers = select_layers(model_layers(manifest), selection, what)
@@ -329,15 +332,21 @@ def unpack_model(
         def downloaded(count: int) -> None:
             hub(TransferEvent("download", title, layer.digest, count, layer.size))
 
-        with repository.open_blob(layer) as raw:
+        opened = partial.open_blob(repository, layer) if partial else repository.open_blob(layer)
+        with opened as raw:
             reader = VerifyingReader(
                 _Counting(raw, downloaded),
                 layer.digest,
                 layer.size,
                 f"layer {layer.digest}",
             )
-            written = unpack_layer(reader, target, wanted=wanted)
-            reader.finish()
+            try:
+                written = unpack_layer(reader, target, wanted=wanted)
+                reader.finish()
+            except IntegrityError:
+                if partial is not None:
+                    partial.discard([layer.digest])  # kept bytes that do not verify: gone
+                raise
         hub(TransferEvent("done", title, layer.digest, layer.size, layer.size))
         return written
 
@@ -363,6 +372,7 @@ def pull_model(
     progress: Progress | None = None,
     concurrency: int | None = None,
     selection: Selection | None = None,
+    partial: PartialArea | None = None,
 ) -> PulledModel:
     """Write the model's files into ``destination``; all or nothing.
 
@@ -373,8 +383,12 @@ def pull_model(
     descriptor, _, manifest = fetch_model_manifest(repository, reference)
     _check_destination(destination, force)
     with staging_directory(destination.parent, destination.name) as staging:
-        files = unpack_model(repository, manifest, staging, progress, concurrency, selection)
+        files = unpack_model(
+            repository, manifest, staging, progress, concurrency, selection, partial
+        )
         replace_directory(staging, destination)
+    if partial is not None:
+        partial.discard(layer.digest for layer in manifest.layers)
     return PulledModel(descriptor, manifest, tuple(sorted(files)), destination)
 
 
