@@ -21,6 +21,7 @@ from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
 from .packing import LayerPlan, read_single_file
 from .parallel import concurrency_from
 from .reference import Reference, parse_reference, parse_registry_host
+from .safetensors import describe_model
 from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
@@ -179,6 +180,7 @@ def push(
         return digest
 
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
+    manifest_annotations.update(describe_model(Path(path)))  # safetensors headers, not weights
     # every digest known from the cache: the manifest is known before anything is sent,
     # and a push of a model that already has its version is two reads
     known = known_image(Path(path), annotations=manifest_annotations, meta_layers=meta, cache=cache)
