@@ -254,3 +254,33 @@ def test_fetch_with_include_downloads_only_the_wanted_layers(
             resolver.fetch(model, include=["*.gguf"])
     finally:
         stores.close()
+
+
+def test_a_registry_that_mishandles_ranges_gets_a_whole_download_instead(
+    hostile, stores: Stores, tmp_path: Path
+) -> None:
+    from hostile_registry import Reply
+
+    root = write_model(tmp_path / "model", large=WEIGHTS // 4)
+    local = api.push(root, "ranged", capture=False, stores=stores)
+    hostile.load("ranged", stores.local.repository("ranged"))
+    manifest = api.inspect(local.reference, stores=stores).manifest
+    weights = max(manifest.layers, key=lambda layer: layer.size)
+    blob = (stores.home / "oci" / "ranged" / "blobs" / "sha256" / weights.digest[7:]).read_bytes()
+    kept = stores.home / "partial" / f"sha256-{weights.digest[7:]}"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(blob[: 1 << 20])  # a true prefix, kept by an earlier pull
+    path = hostile.blob_path("ranged", weights.digest)
+    asked: list[str] = []
+
+    def wrong_range_once(method: str, at: str) -> Reply | None:
+        if method == "GET" and at == path and not asked:
+            asked.append(at)
+            return Reply(206, blob[:100], {"Content-Range": f"bytes 0-99/{len(blob)}"})
+        return None
+
+    hostile.rule(wrong_range_once)
+    api.pull(f"{hostile.host}/ranged@{local.digest}", tmp_path / "out", stores=stores)
+    assert files_of(tmp_path / "out") == files_of(root)
+    assert [hit for hit in hostile.hits if hit == ("GET", path)] == [("GET", path)] * 2
+    assert not kept.exists()

@@ -311,7 +311,8 @@ def pull(
     A stage reference (``fraud:production``) is verified against ``trust`` first.
     ``concurrency`` layers are downloaded at once (default 4, or ``MODELREG_CONCURRENCY``).
     ``include``/``exclude`` globs select files: only layers holding a wanted file are
-    downloaded, and only wanted files are written.
+    downloaded, and only wanted files are written. A pull that was killed or cut off
+    resumes: the next one asks the registry only for the bytes it did not get.
     """
     from .partial import PARTIAL_DIR, PartialArea
     from .selection import Selection

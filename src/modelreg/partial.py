@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .digest import Readable, hex_part, is_digest
+from .errors import RegistryError
 from .oci import Descriptor
 from .store.base import Repository
 
@@ -60,7 +61,16 @@ class PartialArea:
                 yield _Resumed(handle, kept, _Nothing())
                 return
             assert open_from is not None
-            with open_from(descriptor, kept) as rest:
+            with contextlib.ExitStack() as stack:
+                try:
+                    rest = stack.enter_context(open_from(descriptor, kept))
+                except RegistryError:
+                    if not kept:
+                        raise
+                    # a registry that mishandles ranges: start over rather than fail forever
+                    os.ftruncate(handle, 0)
+                    kept = 0
+                    rest = stack.enter_context(open_from(descriptor, 0))
                 yield _Resumed(handle, kept, rest)
         finally:
             os.close(handle)

@@ -562,7 +562,7 @@ class _Body:
     def _broken(self, reason: str) -> RegistryUnavailable:
         return RegistryUnavailable(
             f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
-            "nothing partial was kept; try again",
+            "nothing unverified was trusted; try again (a pull resumes where it broke)",
         )
 
 
