@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from .errors import InvalidInput, ModelregError
+from .errors import AuthError, InvalidInput, ModelregError
 
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 64
@@ -117,8 +117,15 @@ def run_layers(
     raise AssertionError("a layer job failed without an error")
 
 
+# errors about the registry as a whole (auth, reachability, TLS), not about one layer
+_REGISTRY_WIDE = ("registry ", "cannot reach registry ", "TLS with ", "token service ")
+
+
 def _naming(error: ModelregError, layer: str) -> ModelregError:
-    """``error`` with the layer it happened in named first (unless it already is)."""
+    """``error`` with the layer it happened in named first (unless it already is, or the
+    error is about the registry as a whole)."""
+    if isinstance(error, AuthError) or error.message.startswith(_REGISTRY_WIDE):
+        return error
     if layer and f"layer {layer}" not in error.message:
         error.message = f"layer {layer}: {error.message}"
         error.args = (error.message,)

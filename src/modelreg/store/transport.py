@@ -608,7 +608,9 @@ class Transport:
         if challenge is None:
             raise RegistryError(f"registry {self.host} answered 401 without an auth challenge")
         if challenge.scheme == "basic":
-            if self._basic or self.credentials() is None:
+            # credentials sent and refused; or none to send. A request that went out
+            # without them while another thread learnt the scheme just tries again.
+            if (self._basic and sent) or self.credentials() is None:
                 raise self._auth_error()
             self._basic = True
             return
