@@ -31,7 +31,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,6 +258,8 @@ class Transport:
         # whether this registry has answered anything yet: until it has, nothing is retried
         # and every answer must come within ``timeout`` (a black hole fails at once)
         self.answered = False
+        self._contact_lock = threading.RLock()
+        self._contact_failed: tuple[RegistryUnavailable, float] | None = None
 
     def __repr__(self) -> str:
         return f"Transport({self.host!r})"
@@ -326,6 +328,29 @@ class Transport:
 
     # ----- requests -------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _contact(self) -> Iterator[None]:
+        """Until the registry has answered once, one request at a time (threads of a
+        parallel transfer queue here); when that one finds it silent or unreachable, the
+        others fail with the same error at once instead of each waiting a timeout."""
+        self._contact_lock.acquire()
+        if self.answered:
+            self._contact_lock.release()
+            yield
+            return
+        try:
+            failed = self._contact_failed
+            if failed is not None and time.monotonic() - failed[1] < self.options.timeout:
+                raise RegistryUnavailable(failed[0].message, failed[0].hint)
+            try:
+                yield
+            except RegistryUnavailable as error:
+                if not self.answered:
+                    self._contact_failed = (error, time.monotonic())
+                raise
+        finally:
+            self._contact_lock.release()
+
     def request(
         self,
         method: str,
@@ -344,6 +369,30 @@ class Transport:
         ``bulk`` requests (blob bodies) may go quiet for ``read_timeout``; every other
         request must answer within three times the connect ``timeout``.
         """
+        with self._contact():
+            return self._request(
+                method,
+                path,
+                scope=scope,
+                headers=headers,
+                data=data,
+                stream=stream,
+                replayable=replayable,
+                bulk=bulk,
+            )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | Iterable[bytes] | None,
+        stream: bool,
+        replayable: bool,
+        bulk: bool,
+    ) -> requests.Response:
         import requests
 
         deadline = time.monotonic() + self.options.timeout
@@ -425,6 +474,18 @@ class Transport:
         scope: str,
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
+    ) -> QuickResponse | requests.Response:
+        with self._contact():
+            return self._quick(method, path, scope=scope, headers=headers, data=data)
+
+    def _quick(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
     ) -> QuickResponse | requests.Response:
         """A small request (HEAD, a manifest, a tag list, a manifest PUT) at a fraction of the cost.
 
