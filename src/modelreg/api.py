@@ -22,7 +22,9 @@ from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryE
 from .hashcache import DigestCache
 from .oci import EMPTY_JSON_BYTES, Descriptor, Manifest, layer_title
 from .packing import LayerPlan, read_single_file
+from .parallel import concurrency_from
 from .reference import Reference, parse_reference, parse_registry_host
+from .safetensors import describe_model
 from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
@@ -123,6 +125,7 @@ def push(
     progress: Progress | None = None,
     sign: SigningKey | None = None,
     signature: str | Path | None = None,
+    concurrency: int | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
 
@@ -134,7 +137,8 @@ def push(
     kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
     recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
     ``packages``, its freeze list); the keyword fields above, when given, still
-    override that lineage's fields one by one. Bad input (lineage, annotations too
+    override that lineage's fields one by one. ``concurrency`` layers are uploaded at
+    once (default 4, or ``MODELREG_CONCURRENCY``). Bad input (lineage, annotations too
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
 
@@ -145,6 +149,7 @@ def push(
     from . import lineage as lineage_mod
 
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     target = _reference(repository)
     if target.digest:
         raise InvalidInput(
@@ -188,6 +193,7 @@ def push(
         return digest
 
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
+    manifest_annotations.update(describe_model(Path(path)))  # safetensors headers, not weights
     # every digest known from the cache: the manifest is known before anything is sent,
     # and a push of a model that already has its version is two reads
     known = known_image(Path(path), annotations=manifest_annotations, meta_layers=meta, cache=cache)
@@ -217,6 +223,7 @@ def push(
         progress=progress,
         push_manifest=False,  # publish pushes it, under its anchor tag
         extra_blobs=[EMPTY_JSON_BYTES],  # the version record's, mounted like the rest
+        concurrency=concurrency,
     )
     looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
     published = publish(
@@ -324,6 +331,9 @@ def pull(
     stores: Stores | None = None,
     progress: Progress | None = None,
     signature: str | Path | None = None,
+    concurrency: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> PullResult:
     """Write a model's files into ``destination``, every byte verified, all or nothing.
 
@@ -331,10 +341,33 @@ def pull(
     ``signature`` names a file to write the model's content signature to, one that
     ``model_signing verify key DESTINATION --signature FILE`` accepts; with trusted
     keys (``trust`` or the configured default) only one by a trusted key.
+    ``concurrency`` layers are downloaded at once (default 4, or ``MODELREG_CONCURRENCY``).
+    ``include``/``exclude`` globs select files: only layers holding a wanted file are
+    downloaded, and only wanted files are written. A pull that was killed or cut off
+    resumes: the next one asks the registry only for the bytes it did not get.
     """
+    from .partial import PARTIAL_DIR, PartialArea
+    from .selection import Selection
+
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
+    selection = Selection.of(include, exclude)
+    if signature is not None and selection is not None:
+        raise InvalidInput(
+            "a content signature covers every file; it cannot be written for a selection",
+            "pull without --include/--exclude to write --signature",
+        )
     repo, identifier = open_reference(stores, reference, trust)
-    pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+    pulled = pull_model(
+        repo,
+        identifier,
+        Path(destination),
+        force=force,
+        progress=progress,
+        concurrency=concurrency,
+        selection=selection,
+        partial=PartialArea(stores.home / PARTIAL_DIR),
+    )
     if signature is not None:
         from .content_signatures import write_signature
 
@@ -508,12 +541,14 @@ def copy(
     *,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> tuple[str, str]:
     """Copy one model (and what it references) between any two stores; digest preserved.
 
     Returns the destination repository name and the digest.
     """
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     src = _reference(source)
     dst = _reference(destination)
     src_repo, identifier = open_reference(stores, src)
@@ -522,7 +557,7 @@ def copy(
         raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
     tags = (dst.tag,) if dst.tag else ()
     check_aliases(dst_repo, tags)
-    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
+    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress, concurrency)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
     from .content_signatures import copy_signatures
@@ -543,6 +578,7 @@ def mirror(
     stages: Sequence[str] | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> MirrorResult:
     """Copy a whole repository (``stages=None``: every version) or the given stages' chains.
 
@@ -552,7 +588,14 @@ def mirror(
     """
     from . import lifecycle  # here: a push need not load the mirror and gc code
 
-    return lifecycle.mirror(source, destination, stage=stages, stores=stores, progress=progress)
+    return lifecycle.mirror(
+        source,
+        destination,
+        stage=stages,
+        stores=stores,
+        progress=progress,
+        concurrency=concurrency,
+    )
 
 
 def gc(

@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -232,7 +232,13 @@ def plan_layers(files: Sequence[FileEntry], large_file: int = LARGE_FILE) -> lis
 # ----- unpacking ---------------------------------------------------------------
 
 
-def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROOT) -> list[str]:
+def unpack_layer(
+    stream: Readable,
+    target: Path,
+    *,
+    root: str | None = MODEL_ROOT,
+    wanted: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Extract the ``root/`` entries of one tar layer into ``target``; return file names.
 
     ``root=None`` takes every entry at its own path (layers other tools wrote).
@@ -241,7 +247,8 @@ def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROO
     directory): every path is created with O_EXCL and O_NOFOLLOW below it.
     Entries under ``.modelreg/`` (lineage blobs) are read and skipped. File
     contents go from the stream into the file through one reused buffer
-    (``readinto`` when the stream has it): no per-chunk copies.
+    (``readinto`` when the stream has it): no per-chunk copies. Files that
+    ``wanted`` (given their relative path) refuses are read past, not written.
     """
     written: list[str] = []
     reader = TarStream(stream)
@@ -251,7 +258,10 @@ def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROO
             continue
         destination = target.joinpath(*relative.parts) if relative.parts else target
         if member.isdir():
-            _make_dirs(target, relative)
+            if wanted is None:
+                _make_dirs(target, relative)
+            continue
+        if wanted is not None and not wanted(str(relative)):
             continue
         _make_dirs(target, relative.parent)
         mode = 0o755 if member.mode & 0o111 else 0o644

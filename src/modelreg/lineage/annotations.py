@@ -31,6 +31,7 @@ dev.modelreg.env.python                 Python version, e.g. ``3.11.7``
 dev.modelreg.env.platform               OCI ``os/arch``, e.g. ``linux/amd64``
 dev.modelreg.env.packages               digest of blob ``packages.txt`` (freeze list)
 dev.modelreg.env.accelerators           canonical JSON object name -> version
+dev.modelreg.weights                    safetensors dtypes/tensors/parameters (safetensors.py)
 ======================================  ===============================================
 
 Every ``dev.modelreg.*`` key and the three ``org.opencontainers.image`` keys above

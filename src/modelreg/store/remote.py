@@ -104,6 +104,15 @@ class RemoteRepository:
         finally:
             blob.close()
 
+    @contextlib.contextmanager
+    def open_blob_from(self, descriptor: Descriptor, offset: int) -> Iterator[Readable]:
+        """The blob's bytes from ``offset`` on (the caller kept the ones before)."""
+        blob = _ResumingBlob(self, descriptor.digest, offset)
+        try:
+            yield blob
+        finally:
+            blob.close()
+
     def _get_blob(self, digest: str, offset: int) -> tuple[requests.Response, int]:
         """GET a blob from ``offset`` on; returns the response and how many leading bytes
         of its body to skip (a registry may answer a range request with the whole blob)."""
@@ -623,7 +632,7 @@ class _Body:
     def _broken(self, reason: str) -> RegistryUnavailable:
         return RegistryUnavailable(
             f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
-            "nothing partial was kept; try again",
+            "nothing unverified was trusted; try again (a pull resumes where it broke)",
         )
 
 
@@ -638,10 +647,10 @@ class _ResumingBlob:
     the range and sends the whole blob is read from its start, skipping what we had.
     """
 
-    def __init__(self, repository: RemoteRepository, digest: str) -> None:
+    def __init__(self, repository: RemoteRepository, digest: str, offset: int = 0) -> None:
         self._repository = repository
         self._digest = digest
-        self._offset = 0
+        self._offset = offset
         self._resumes = 0
         self._response: requests.Response | None = None
         self._body = self._open()
