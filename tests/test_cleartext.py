@@ -15,6 +15,7 @@ Against real HTTPS registries (registry:2 with a private certificate):
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 from collections.abc import Callable
@@ -39,7 +40,7 @@ REFUSED = "refusing to talk to it without TLS"
 def write_login(docker_config: Path, host: str) -> None:
     docker_config.mkdir(parents=True, exist_ok=True)
     encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (docker_config / "config.json").write_text(f'{{"auths": {{"{host}": {{"auth": "{encoded}"}}}}}}')
+    (docker_config / "config.json").write_text(json.dumps({"auths": {host: {"auth": encoded}}}))
 
 
 def leaked(texts: list[str]) -> bool:
