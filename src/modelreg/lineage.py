@@ -87,6 +87,7 @@ from urllib.parse import unquote
 
 from ._json import canonical_json
 from .errors import IntegrityError, InvalidInput, NotFound
+from .redact import strip_query_credentials
 
 __all__ = [
     "MISSING",
@@ -339,11 +340,12 @@ def to_annotations(
         if code.diff_digest is not None:
             out[KEY_CODE_DIFF_DIGEST] = code.diff_digest
         if code.remote is not None:
-            out[KEY_SOURCE] = out[KEY_CODE_REMOTE] = code.remote
+            out[KEY_SOURCE] = out[KEY_CODE_REMOTE] = _stored_url(code.remote)
 
     if lineage.data:
         entries = [
-            {"uri": ref.uri, "digest": ref.digest, "version": ref.version} for ref in lineage.data
+            {"uri": _stored_url(ref.uri), "digest": ref.digest, "version": ref.version}
+            for ref in lineage.data
         ]
         out[KEY_DATA] = _encoded(
             _json_value(entries, "data", "data", lenient=False), "data"
@@ -651,7 +653,7 @@ def capture_code(directory: Path) -> CodeInfo | None:
         branch=branch,
         dirty=dirty,
         diff_digest=_diff_digest(directory) if dirty else None,
-        remote=_strip_credentials(remote_url) if remote_url else None,
+        remote=_stored_url(remote_url) if remote_url else None,
     )
 
 
@@ -710,6 +712,11 @@ def _strip_credentials(url: str) -> str:
     else:
         return url
     return url[:start] + keep + host + url[end:]
+
+
+def _stored_url(url: str) -> str:
+    """``url`` as stored in annotations: no userinfo secret, no credential parameter."""
+    return strip_query_credentials(_strip_credentials(url)) if _SCHEME_RE.match(url) else url
 
 
 # ----------------------------------------------------------- environment capture
@@ -1002,7 +1009,7 @@ def _remote_ref(arg: str, start: int) -> DataRef:
             )
         if _VERSION_RE.fullmatch(candidate):
             uri, version = arg[:at], candidate
-    return DataRef(_strip_credentials(uri), None, version)
+    return DataRef(_stored_url(uri), None, version)
 
 
 def _file_uri_ref(arg: str, start: int, file_sha256: FileHasher) -> DataRef:
