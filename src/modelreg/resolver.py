@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
 from .errors import ModelregError, RegistryUnavailable
+from .localfs import local_writes, writes_below
 from .oci import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from .packing import unpack_layer
 from .policy import TrustPolicy, require_trust, trust_from_options
@@ -116,8 +117,9 @@ class Resolver:
             )
         self._policy = require_trust(loaded, "a resolver")
         self.cache_dir = Path(cache_dir) if cache_dir else self._stores.home / "cache" / "resolver"
-        for sub in ("blobs", "layers", "models"):
-            (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
+        with local_writes("creating the resolver cache", self.cache_dir):
+            for sub in ("blobs", "layers", "models"):
+                (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
         self._state = TrustState(self.cache_dir / "trust-state.json")
         self._max_stale = (
             max_stale.total_seconds() if isinstance(max_stale, timedelta) else float(max_stale)
@@ -136,6 +138,7 @@ class Resolver:
                 self._repositories[reference.name] = repo
             return repo
 
+    @writes_below("caching a resolved model", lambda self: self.cache_dir)
     def resolve(self, repository: str, stage: str = "production") -> ResolvedModel:
         """The model ``stage`` holds, verified; or the last verified answer when offline."""
         reference = parse_reference(repository).bare()
@@ -226,6 +229,7 @@ class Resolver:
 
     # ----- fetch -----------------------------------------------------------------------
 
+    @writes_below("fetching a model into the resolver cache", lambda self: self.cache_dir)
     def fetch(self, model: ResolvedModel) -> Path:
         """A local directory with the model's files, every byte verified.
 

@@ -20,6 +20,7 @@ from ._json import canonical_json
 from .digest import CHUNK, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput
 from .hashcache import DigestCache, fingerprint
+from .localfs import local_writes
 from .oci import (
     ANNOTATION_FILEPATH,
     ANNOTATION_TITLE,
@@ -359,13 +360,17 @@ def _check_destination(destination: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def staging_directory(parent: Path, name: str) -> Iterator[Path]:
-    """A fresh hidden directory beside the destination, removed unless moved away."""
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """A fresh hidden directory beside the destination, removed unless moved away.
+
+    A full or read-only disk while it is filled ends as a ModelregError (``localfs``).
+    """
+    with local_writes(f"writing {parent / name}", parent):
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_directory(staging: Path, destination: Path) -> None:
