@@ -41,6 +41,7 @@ def main() -> None:
                 # the peak is reached while parsing; a slow run is cut off, GNU time still
                 # reports the largest RSS of the killed command
                 "timeout",
+                "--foreground",
                 "-s",
                 "KILL",
                 str(LIMIT),
