@@ -28,7 +28,7 @@ from conftest import Cli, unique_repo, write_model
 from conftest_engines import unavailable
 from services import ServiceUnavailable, free_port, require_binary, write_htpasswd
 
-from modelreg import api, engines
+from modelreg import _open, api, engines
 from modelreg.api import PushResult
 from modelreg.errors import EngineError, IntegrityError
 from modelreg.reference import parse_reference
@@ -368,7 +368,7 @@ def test_docker_load_archive_is_also_an_oci_archive_that_keeps_the_digest(
     containerd: Any, stores: Stores, local_model: PushResult
 ) -> None:
     pushed, repo = local_model, local_model.repository
-    repository, identifier = api.open_reference(stores, pushed.reference)
+    repository, identifier = _open.open_reference(stores, pushed.reference)
     _, data, manifest = fetch_model_manifest(repository, identifier)
     archive = b"".join(engines.image_archive(repository, data, manifest, [f"{repo}:v1"]))
     name = f"docker.io/library/{repo}:v1"

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from modelreg import lineage as lin
+import modelreg
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.lineage import (
     MISSING,
@@ -41,6 +41,8 @@ from modelreg.lineage import (
     sha256_file,
     to_annotations,
 )
+from modelreg.lineage import annotations as lineage_annotations
+from modelreg.lineage.capture import environment as env_capture
 
 # ----------------------------------------------------------------------- helpers
 
@@ -129,9 +131,9 @@ def full_lineage() -> Lineage:
 
 
 def test_every_key_constant_is_in_the_docstring_table() -> None:
-    keys = [v for k, v in vars(lin).items() if k.startswith("KEY_")]
+    keys = [v for k, v in vars(lineage_annotations).items() if k.startswith("KEY_")]
     assert len(keys) == 17
-    table = lin.__doc__ or ""
+    table = lineage_annotations.__doc__ or ""
     for key in keys:
         assert f"\n{key} " in table, key
 
@@ -532,7 +534,7 @@ def test_capture_environment() -> None:
     ],
 )
 def test_platform_names_follow_oci(system: str, machine: str, expected: str) -> None:
-    assert lin._oci_platform(system, machine) == expected
+    assert env_capture._oci_platform(system, machine) == expected
 
 
 def _fake_nvidia_smi(bin_dir: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -826,7 +828,7 @@ def test_import_loads_neither_yaml_nor_frameworks() -> None:
         "import sys, modelreg.lineage as l; l.capture_environment(); "
         "print(sorted(m for m in ('yaml', 'torch', 'jax', 'tensorflow') if m in sys.modules))"
     )
-    src = Path(lin.__file__).parents[1]
+    src = Path(modelreg.__file__).parents[1]
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -1186,12 +1188,12 @@ def test_the_freeze_list_matches_what_importlib_metadata_parses() -> None:
     expected: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         if dist.metadata["Name"] and dist.version:
-            expected.setdefault(lin._normalize_name(dist.metadata["Name"]), dist.version)
-    assert lin._installed_distributions() == expected
+            expected.setdefault(env_capture._normalize_name(dist.metadata["Name"]), dist.version)
+    assert env_capture._installed_distributions() == expected
     assert "modelreg" in expected and "cryptography" in expected
 
 
 def test_a_metadata_header_ends_at_the_first_blank_line() -> None:
     text = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n\nName: not-this\nVersion: 9\n"
-    assert lin._name_and_version(text) == ("demo", "1.0")
-    assert lin._name_and_version(None) == ("", "")
+    assert env_capture._name_and_version(text) == ("demo", "1.0")
+    assert env_capture._name_and_version(None) == ("", "")

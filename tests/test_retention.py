@@ -24,7 +24,7 @@ from modelreg.store import Stores
 from modelreg.store.base import Repository
 from modelreg.timeutil import format_time, now_utc
 from modelreg.transfer import push_model
-from modelreg.versions import anchor_tag, publish, record_tag
+from modelreg.versions import anchor_tag, publish, version_record_tag
 
 DAY = timedelta(days=1)
 
@@ -124,7 +124,7 @@ def test_stage_holders_and_recent_production_are_kept(
     assert report.plan.records_kept_for_removed == 2  # production 1 and archived 1 name v1
     tags = repo.list_tags()
     v1 = digests[0]
-    for gone in ("v1", "first", anchor_tag(v1), record_tag(v1)):
+    for gone in ("v1", "first", anchor_tag(v1), version_record_tag(v1)):
         assert gone not in tags
     assert repo.resolve(v1) is None
     # the signed history is whole: every chain still verifies, records naming v1 included
@@ -155,7 +155,7 @@ def test_older_than_and_keep_last_combine(stores: Stores, tmp_path: Path) -> Non
     assert dry(0, "5d") == [(1,), (2,), (3,)]
     # a version whose creation time is unknown is never "older than" anything
     repo = repository(stores, target)
-    v1_record = repo.resolve(record_tag(repo.fetch_manifest("v1")[0].digest))
+    v1_record = repo.resolve(version_record_tag(repo.fetch_manifest("v1")[0].digest))
     assert v1_record is not None
     repo.delete_manifest(v1_record.digest)
     assert dry(None, "90d") == [(2,)]
@@ -342,13 +342,13 @@ def test_an_interrupted_gc_is_finished_by_the_next(stores: Stores, tmp_path: Pat
     push(stores, target, tmp_path, os.urandom(64))
     repo = repository(stores, target)
     repo.delete_manifest(v1)  # gc stopped after the model, before its version record
-    assert record_tag(v1) in repo.list_tags()
+    assert version_record_tag(v1) in repo.list_tags()
     report = api.gc(target, RetentionRules(keep_last=1), stores=stores)
     assert removed(report) == []
     assert [(d.kind, d.model) for d in report.executed.deleted] == [  # type: ignore[union-attr]
         ("orphan-version-record", v1)
     ]
-    assert record_tag(v1) not in repo.list_tags()
+    assert version_record_tag(v1) not in repo.list_tags()
 
 
 def test_the_local_store_refuses_a_manifest_whose_blobs_are_gone(stores: Stores) -> None:

@@ -33,8 +33,8 @@ from modelreg.versions import (
     anchor_tag,
     find_version,
     parse_version_tag,
-    record_tag,
     version_record,
+    version_record_tag,
     version_tag,
 )
 
@@ -116,7 +116,7 @@ def test_eight_concurrent_pushes_get_versions_one_to_eight(
     tags = raw_tags(target, home)
     assert version_tags(tags) == {f"v{n}" for n in range(1, 9)}
     assert {anchor_tag(r["digest"]) for r in results} <= tags
-    assert {record_tag(r["digest"]) for r in results} <= tags
+    assert {version_record_tag(r["digest"]) for r in results} <= tags
 
     result = cli("versions", target, "--json")
     assert "without a version" not in result.stderr
@@ -244,7 +244,7 @@ def make_versions(registry: str, repo: str, count: int, model: Path, home: Path)
         writes += [
             (anchor_tag(model_descriptor.digest), data),
             (version_tag(n), data),
-            (record_tag(model_descriptor.digest), record.to_bytes()),
+            (version_record_tag(model_descriptor.digest), record.to_bytes()),
         ]
     put_in_parallel(registry, repo, writes)
     return digests

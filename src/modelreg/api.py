@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, IntegrityError, InvalidInput, RegistryError
+from ._open import default_trust, is_stage, open_reference, trust_state
+from .digest import hex_part
+from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
-from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Manifest
+from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Descriptor, Manifest
 from .packing import LayerPlan, read_single_file
 from .reference import Reference, parse_reference, parse_registry_host
 from .store import RegistryOptions, Stores, credentials
@@ -37,29 +39,24 @@ from .transfer import (
     read_small_blob,
 )
 from .versions import (
-    DEFAULT_STAGES,
     Published,
     VersionInfo,
     check_aliases,
     find_version,
-    is_internal_tag,
     list_versions,
-    parse_version_tag,
     publish,
     repair_versions,
-    resolve_reference_tag,
     stage_names,
     tag_alias,
 )
 from .versions import unversioned as unversioned_digests
 
 if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads no crypto
+    from . import content_signatures, retention, stages
     from . import mirror as mirror_mod
-    from . import retention, stages
     from .lineage import Lineage
     from .policy import TrustPolicy
     from .signing import SigningKey
-    from .trust_state import TrustState
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
 
@@ -82,13 +79,15 @@ class PushResult:
     size: int
     uploaded: int
     aliases: tuple[str, ...] = ()
+    modelpack: Mapping[str, str] | None = None
+    """The ModelPack form's digest, tag and reference, when one was asked for."""
 
     @property
     def reference(self) -> str:
         return f"{self.repository}@{self.digest}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "repository": self.repository,
             "digest": self.digest,
             "reference": self.reference,
@@ -100,6 +99,9 @@ class PushResult:
             "uploaded": self.uploaded,
             "aliases": list(self.aliases),
         }
+        if self.modelpack is not None:
+            out["modelpack"] = dict(self.modelpack)
+        return out
 
 
 def push(
@@ -116,10 +118,16 @@ def push(
     annotations: Mapping[str, str] | None = None,
     description: str | None = None,
     aliases: Sequence[str] = (),
+    modelpack: bool = False,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    sign: SigningKey | None = None,
+    signature: str | Path | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
+
+    With ``modelpack`` the version also gets its CNCF ModelPack form: a second
+    manifest over the same layer blobs (see :mod:`modelreg.formats.publish`).
 
     With ``capture`` (the default) the code (git at ``code_dir``) and the
     environment are recorded automatically; ``data`` (paths are digested, URIs
@@ -129,6 +137,10 @@ def push(
     override that lineage's fields one by one. Bad input (lineage, annotations too
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
+
+    ``sign`` attaches an OpenSSF model-signing content signature of the files made
+    with that key; ``signature`` attaches one made by ``model_signing sign key``,
+    refused (VerificationError) unless it covers exactly the files pushed.
     """
     from . import lineage as lineage_mod
 
@@ -143,6 +155,7 @@ def push(
     aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
     check_aliases(repo, aliases)
     cache = digest_cache(stores)
+    content_bundle = _content_bundle(path, sign, signature, cache)
     given, captured = lineage_mod.capture_lineage(
         code_dir=Path(code_dir) if (capture and code_dir is not None and lineage is None) else None,
         data=data,
@@ -184,6 +197,7 @@ def push(
         for layer in known.manifest.layers:
             title = layer.annotations.get(ANNOTATION_TITLE, layer.digest)
             report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
+        _attach_content(repo, known.descriptor, content_bundle)
         return PushResult(
             repository=repo.name,
             digest=found.digest,
@@ -192,6 +206,7 @@ def push(
             existed=True,
             size=sum(layer.size for layer in known.manifest.layers),
             uploaded=0,
+            modelpack=_modelpack_form(repo, found, lineage, Path(path)) if modelpack else None,
         )
     pushed = push_model(
         repo,
@@ -212,6 +227,7 @@ def push(
         unversioned=looked_up and found is None,
         record_blob_present=True,
     )
+    _attach_content(repo, pushed.descriptor, content_bundle)
     return PushResult(
         repository=repo.name,
         digest=published.digest,
@@ -221,7 +237,61 @@ def push(
         size=sum(layer.size for layer in pushed.manifest.layers),
         uploaded=pushed.uploaded_bytes,
         aliases=aliases,
+        modelpack=_modelpack_form(repo, published, lineage, Path(path)) if modelpack else None,
     )
+
+
+def _content_bundle(
+    path: str | Path, sign: SigningKey | None, signature: str | Path | None, cache: DigestCache
+) -> bytes | None:
+    if sign is None and signature is None:
+        return None
+    from .content_signatures import bundle_for_push
+
+    return bundle_for_push(
+        Path(path),
+        sign,
+        Path(signature) if signature else None,
+        lambda file: hex_part(cache.file_sha256(file)),
+    )
+
+
+def _attach_content(repo: Repository, model: Descriptor, bundle: bytes | None) -> None:
+    if bundle is not None:
+        from .content_signatures import attach
+
+        attach(repo, model, bundle)
+
+
+def _modelpack_form(
+    repository: Repository, published: Published, lineage: Lineage, path: Path | None
+) -> dict[str, str]:
+    """Publish (or find) the version's ModelPack form; ``path``: the pushed files, if here."""
+    from .formats.publish import publish_modelpack
+
+    form = publish_modelpack(
+        repository,
+        published.digest,
+        version=published.version,
+        created=published.created,
+        lineage=lineage,
+        source=None if path is None else path if path.is_dir() else path.parent,
+    )
+    return form.to_dict()
+
+
+def add_modelpack(reference: str | Reference, *, stores: Stores | None = None) -> dict[str, str]:
+    """Give an already pushed version its ModelPack form (the same blobs); idempotent."""
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference)
+    descriptor, _, manifest = fetch_model_manifest(repo, identifier)
+    found = find_version(repo, descriptor.digest)
+    if found is None or not found.created:
+        raise NotFound(
+            f"{repo.name}@{descriptor.digest} has no version",
+            "push the model with modelreg push first (or run 'modelreg versions --repair')",
+        )
+    return _modelpack_form(repo, found, read_lineage(repo, manifest), None)
 
 
 @dataclass(frozen=True)
@@ -245,48 +315,6 @@ class PullResult:
         }
 
 
-def open_reference(
-    stores: Stores, reference: str | Reference, trust: TrustPolicy | None = None
-) -> tuple[Repository, str]:
-    """The repository and the tag-or-digest a read of ``reference`` should fetch.
-
-    A stage tag (``fraud:production``) is never read as a tag: its signed chain is
-    verified against ``trust`` (or the configured default) and its digest returned.
-    """
-    from . import stages
-    from .policy import require_trust
-
-    ref = _reference(reference)
-    repo = stores.repository(ref)
-    if ref.tag and not ref.digest and is_stage(repo, ref.tag):
-        policy = require_trust(trust or default_trust(stores), str(ref))
-        verified = stages.verify_stage(repo, ref.tag, policy, state=trust_state(stores))
-        return repo, verified.digest
-    return repo, resolve_reference_tag(repo, ref.identifier)
-
-
-def is_stage(repository: Repository, tag: str) -> bool:
-    from .promotion import record_tag
-
-    if parse_version_tag(tag) is not None or is_internal_tag(tag):
-        return False
-    if tag in DEFAULT_STAGES:
-        return True
-    return repository.resolve(record_tag(tag, 1)) is not None
-
-
-def default_trust(stores: Stores) -> TrustPolicy | None:
-    from .policy import trust_from_options
-
-    return trust_from_options(home=stores.home)
-
-
-def trust_state(stores: Stores) -> TrustState:
-    from .trust_state import TrustState
-
-    return TrustState(stores.home / "trust-state.json")
-
-
 def pull(
     reference: str | Reference,
     destination: str | Path,
@@ -295,14 +323,30 @@ def pull(
     trust: TrustPolicy | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    signature: str | Path | None = None,
 ) -> PullResult:
     """Write a model's files into ``destination``, every byte verified, all or nothing.
 
     A stage reference (``fraud:production``) is verified against ``trust`` first.
+    ``signature`` names a file to write the model's content signature to, one that
+    ``model_signing verify key DESTINATION --signature FILE`` accepts; with trusted
+    keys (``trust`` or the configured default) only one by a trusted key.
     """
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, trust)
     pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+    if signature is not None:
+        from .content_signatures import write_signature
+
+        keys = trust or default_trust(stores)
+        trusted = None
+        if keys is not None:
+            ref = _reference(reference)
+            stage = ref.tag if names_stage(ref, stores=stores) else None
+            trusted = (
+                keys.allowed_keys(stage) if stage else {k.key_id: k for k in keys.keys.values()}
+            )
+        write_signature(repo, pulled.descriptor.digest, pulled.path, Path(signature), trusted)
     return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
 
 
@@ -372,6 +416,21 @@ def inspect(
     repo, identifier = open_reference(stores, reference, trust)
     descriptor, _, manifest = fetch_model_manifest(repo, identifier)
     found = find_version(repo, descriptor.digest) if with_version else None
+    from . import formats
+
+    if formats.form_of(manifest) != formats.IMAGE:
+        foreign = formats.read_lineage(repo, manifest)
+        assert foreign is not None
+        return ModelInfo(
+            repository=repo.name,
+            digest=descriptor.digest,
+            media_type=descriptor.media_type,
+            size=sum(layer.size for layer in manifest.layers),
+            manifest=manifest,
+            version=found.version if found else None,
+            lineage=foreign,
+            files=formats.files_of(manifest),
+        )
     lineage = read_lineage(repo, manifest)
     return ModelInfo(
         repository=repo.name,
@@ -449,6 +508,14 @@ def copy(
     descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
+    from .content_signatures import copy_signatures
+
+    copy_signatures(src_repo, dst_repo, descriptor)
+    from .formats.modelpack import modelpack_tag
+
+    companion = modelpack_tag(descriptor.digest)  # the version's ModelPack form comes along
+    if src_repo.resolve(companion) is not None:
+        copy_manifest(src_repo, companion, dst_repo, (companion,), progress)
     return dst_repo.name, descriptor.digest
 
 
@@ -650,14 +717,28 @@ def promote(
     policy: TrustPolicy | None = None,
     expires_in: timedelta | None = None,
     stores: Stores | None = None,
+    sign_content: bool = False,
 ) -> stages.Outcome:
-    """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware)."""
+    """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware).
+
+    ``sign_content`` first attaches a content signature of the model's files by ``key``.
+    """
     from . import stages
 
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, policy)
+    if sign_content:
+        from .content_signatures import sign_model
+
+        sign_model(repo, identifier, key)
     return stages.promote(
-        repo, identifier, stage, key, policy or default_trust(stores), expires_in=expires_in
+        repo,
+        identifier,
+        stage,
+        key,
+        policy or default_trust(stores),
+        expires_in=expires_in,
+        state=trust_state(stores),
     )
 
 
@@ -675,7 +756,7 @@ def approve(
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, policy)
     trust = require_trust(policy or default_trust(stores), f"{stage} of {repo.name}")
-    return stages.approve(repo, identifier, stage, key, trust)
+    return stages.approve(repo, identifier, stage, key, trust, trust_state(stores))
 
 
 def rollback(
@@ -690,7 +771,7 @@ def rollback(
 
     stores = stores or Stores()
     repo = stores.repository(_reference(repository))
-    return stages.rollback(repo, stage, key, policy or default_trust(stores))
+    return stages.rollback(repo, stage, key, policy or default_trust(stores), trust_state(stores))
 
 
 def history(
@@ -725,7 +806,50 @@ def verify(
         )
     repo = stores.repository(ref)
     trust = require_trust(policy or default_trust(stores), str(ref))
-    return stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
+    verified = stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
+    if trust.rule(ref.tag).require_content_signature:
+        from .content_signatures import verify_model
+
+        verify_model(repo, verified.digest, trust.allowed_keys(ref.tag), str(ref))
+    return verified
+
+
+def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:
+    """Whether ``reference`` is a stage (``fraud:production``) rather than a version."""
+    ref = _reference(reference)
+    if not ref.tag or ref.digest:
+        return False
+    return is_stage((stores or Stores()).repository(ref), ref.tag)
+
+
+def verify_content(
+    reference: str | Reference,
+    *,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> content_signatures.ContentVerification:
+    """Verify a version's content signatures against the trusted keys; who signed.
+
+    VerificationError when no signature by a trusted key covers exactly its files.
+    """
+    from . import content_signatures
+
+    stores = stores or Stores()
+    ref = _reference(reference)
+    trust = policy or default_trust(stores)
+    if trust is None:
+        raise InvalidInput(
+            f"verifying the content of {ref} needs trusted keys",
+            "pass --trust KEY.pub or --policy FILE (or set MODELREG_POLICY / MODELREG_TRUST)",
+        )
+    repo, identifier = open_reference(stores, ref, trust)
+    digest = repo.resolve(identifier)
+    if digest is None:
+        raise NotFound(f"{ref} does not exist", "check the name with `modelreg versions`")
+    keys = {key.key_id: key for key in trust.keys.values()}
+    found = content_signatures.verify_model(repo, digest.digest, keys, str(ref))
+    signers = tuple(dict.fromkeys(trust.name_of(item.key.key_id) for item in found))
+    return content_signatures.ContentVerification(repo.name, digest.digest, signers)
 
 
 def login(host: str, username: str, secret: str, *, stores: Stores | None = None) -> str:
@@ -765,6 +889,7 @@ __all__ = [
     "ModelInfo",
     "PullResult",
     "PushResult",
+    "add_modelpack",
     "copy",
     "diff",
     "gc",

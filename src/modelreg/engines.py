@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._json import canonical_json
+from ._open import open_reference
 from .digest import CHUNK, VerifyingReader, hex_part
 from .errors import EngineError, InvalidInput
 from .oci import (
@@ -200,9 +201,6 @@ def docker_load(
     stores = stores or Stores()
     ref = reference if isinstance(reference, Reference) else parse_reference(reference)
     extra_tags = (_docker_tag(tag),) if tag else ()
-    # Imported late: api imports much more than a docker user needs to pay for up front.
-    from .api import open_reference
-
     repo, identifier = open_reference(stores, ref)
     descriptor, data, manifest = fetch_model_manifest(repo, identifier)
     pinned = f"{repo.name}@{descriptor.digest}"

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConflictError, InvalidInput, NotFound
+from .formats.modelpack import modelpack_tag
 from .inventory import Inventory, read_tags
 from .oci import Manifest, manifest_references
 from .policy import validate_stage
@@ -43,7 +44,7 @@ from .promotion import pending_tag
 from .promotion import record_tag as promotion_tag
 from .store.base import Repository
 from .transfer import Progress, TransferEvent, copy_blob
-from .versions import anchor_tag, record_tag, version_tag
+from .versions import anchor_tag, version_record_tag, version_tag
 
 _WORKERS = 16
 _SHOWN_CONFLICTS = 3
@@ -211,6 +212,9 @@ def mirror(
     copier = _Copier(source, destination, dst, result, progress)
     for number, digest in planned.versions:
         copier.version(number, digest, planned)
+        form = modelpack_tag(digest)  # the version's ModelPack form, where it has one
+        if form in src.tags:
+            copier.artifact(form, src.tags[form].digest)
     for digest in planned.models:
         copier.model(digest)
     for tag, digest in planned.records:
@@ -285,8 +289,8 @@ class _Copier:
             if version_tag(number) in tags:
                 self.result.versions_copied += 1
         record = planned.version_records.get(digest)
-        if record is not None and self._missing(record, [record_tag(digest)]):
-            self._copy(record, [record_tag(digest)])
+        if record is not None and self._missing(record, [version_record_tag(digest)]):
+            self._copy(record, [version_record_tag(digest)])
 
     def model(self, digest: str) -> None:
         tags = self._missing(digest, [anchor_tag(digest)])

@@ -233,8 +233,10 @@ def plan_layers(files: Sequence[FileEntry], large_file: int = LARGE_FILE) -> lis
 # ----- unpacking ---------------------------------------------------------------
 
 
-def unpack_layer(stream: Readable, target: Path, *, root: str = MODEL_ROOT) -> list[str]:
+def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROOT) -> list[str]:
     """Extract the ``root/`` entries of one tar layer into ``target``; return file names.
+
+    ``root=None`` takes every entry at its own path (layers other tools wrote).
 
     ``target`` must be a directory this process created and controls (a staging
     directory): every path is created with O_EXCL and O_NOFOLLOW below it.
@@ -431,7 +433,7 @@ def read_single_file(stream: Readable, *, root: str = META_ROOT, limit: int) -> 
 
 
 def _safe_relative(
-    member: tarfile.TarInfo, root: str, *, skip_meta: bool = True
+    member: tarfile.TarInfo, root: str | None, *, skip_meta: bool = True
 ) -> PurePosixPath | None:
     name = member.name
     while name.startswith("./"):
@@ -460,6 +462,8 @@ def _safe_relative(
         if member.isdir():
             return None
         raise IntegrityError(f"unsafe path in layer: {member.name!r}")
+    if root is None:
+        return path
     if skip_meta and path.parts[0] == META_ROOT:
         return None
     if path.parts[0] != root:

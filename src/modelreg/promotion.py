@@ -33,8 +33,7 @@ from .signing import (
     make_statement,
     parse_statement,
 )
-from .store.base import Repository
-from .transfer import read_small_blob
+from .store.base import Repository, read_small_blob
 
 PREDICATE_TYPE = "https://modelreg.dev/promotion/v1"
 RECORD_ARTIFACT = "application/vnd.modelreg.promotion.v1"

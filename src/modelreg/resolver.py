@@ -9,10 +9,12 @@
         reload(resolver.fetch(model))       # on start and on every verified promotion
 
 Every answer comes from a promotion chain verified against the trust policy;
-the last accepted head of each stage is kept on disk, so a replayed older
-record is refused across restarts. When the registry cannot be reached the
+the last accepted head of each stage is kept on disk in ``$MODELREG_HOME``
+(shared with ``modelreg pull/verify`` of ``repo:stage``), so a replayed older
+record is refused across restarts and across commands. When the registry cannot be reached the
 last verified answer is returned if it is younger than ``max_stale`` (and
-marked ``stale``); otherwise the error is raised.
+marked ``stale``), unless that answer's record has expired; otherwise the error
+is raised.
 
 The cache under ``cache_dir`` is content-addressed and safe for several
 processes: ``layers/<hex>`` holds each verified, extracted layer (written to a
@@ -35,17 +37,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import formats
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
-from .errors import ModelregError, RegistryUnavailable
+from .errors import ModelregError, RegistryUnavailable, VerificationError
+from .formats.layers import FileLayer, unpack
 from .localfs import local_writes, writes_below
-from .oci import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from .packing import unpack_layer
+from .oci import MAX_MANIFEST_BYTES, Manifest
+from .packing import MODEL_ROOT
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .reference import Reference, parse_reference
 from .stages import verify_stage
 from .store import Stores
 from .store.base import Repository
-from .transfer import model_layers
+from .timeutil import now_utc, parse_time
 from .trust_state import TrustState
 
 if TYPE_CHECKING:
@@ -120,13 +124,18 @@ class Resolver:
         with local_writes("creating the resolver cache", self.cache_dir):
             for sub in ("blobs", "layers", "models"):
                 (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
-        self._state = TrustState(self.cache_dir / "trust-state.json")
+        # one client, one memory: the heads pull/verify/lineage accepted are the resolver's too
+        self._state = TrustState(self._stores.home / "trust-state.json")
+        legacy = self.cache_dir / "trust-state.json"  # where resolvers kept it before
+        if legacy.is_file():
+            self._state.adopt(legacy)
         self._max_stale = (
             max_stale.total_seconds() if isinstance(max_stale, timedelta) else float(max_stale)
         )
         self._lock = threading.Lock()
         self._repositories: dict[str, Repository] = {}
         self._verified_at: dict[tuple[str, str], tuple[str, float]] = {}  # -> (digest, when)
+        self._content_checked: set[tuple[str, str]] = set()  # (digest, policy fingerprint)
 
     # ----- resolve -------------------------------------------------------------------
 
@@ -171,7 +180,19 @@ class Resolver:
                 repo.store_id, repo.path_in_store, stage, self._policy.fingerprint(stage)
             )
         )
-        if accepted is None:
+        if (
+            accepted is not None
+            and accepted.expires_at
+            and (parse_time(accepted.expires_at) < now_utc())
+        ):
+            raise VerificationError(
+                f"{unreachable.message}; the last verified {repo.name}:{stage} head (record "
+                f"{accepted.sequence}) expired at {accepted.expires_at}",
+                "an expired head is never served, not even offline: bring the registry back "
+                "and promote again to renew the stage",
+            ) from None
+        manifest = self._cached_manifest(accepted.target) if accepted is not None else None
+        if accepted is None or manifest is None:
             raise RegistryUnavailable(
                 f"{unreachable.message}; and no verified answer for {repo.name}:{stage} is cached",
                 unreachable.hint,
@@ -189,9 +210,6 @@ class Resolver:
                 f"{age:.0f} s old, over max_stale ({self._max_stale:.0f} s)",
                 "bring the registry back, or raise max_stale if older answers are acceptable",
             ) from None
-        manifest = self._cached_manifest(accepted.target)
-        if manifest is None:
-            raise unreachable
         return ResolvedModel(
             repo.name,
             stage,
@@ -230,26 +248,48 @@ class Resolver:
     # ----- fetch -----------------------------------------------------------------------
 
     @writes_below("fetching a model into the resolver cache", lambda self: self.cache_dir)
-    def fetch(self, model: ResolvedModel) -> Path:
+    def fetch(self, model: ResolvedModel, *, signature: str | Path | None = None) -> Path:
         """A local directory with the model's files, every byte verified.
 
         Layers already in the cache are not downloaded again, so a new version that
-        changes one file downloads one layer.
+        changes one file downloads one layer. ``signature`` names a file to write the
+        model's content signature (by a key trusted for the stage) to; when the
+        policy requires content signatures for the stage, one must cover the files.
         """
+        target = self._fetch(model)
+        required = self._policy.rule(model.stage).require_content_signature
+        checked = (model.digest, self._policy.fingerprint(model.stage))
+        if signature is not None or (required and checked not in self._content_checked):
+            from .content_signatures import write_signature
+
+            output = Path(signature) if signature is not None else None
+            with tempfile.TemporaryDirectory() as scratch:
+                write_signature(
+                    self._repository(parse_reference(model.repository)),
+                    model.digest,
+                    target,
+                    output or Path(scratch) / "model.sig",
+                    self._policy.allowed_keys(model.stage),
+                )
+            self._content_checked.add(checked)  # the cached files are immutable
+        return target
+
+    def _fetch(self, model: ResolvedModel) -> Path:
         target = self.cache_dir / "models" / hex_part(model.digest)
         if target.is_dir():
             return target
         reference = parse_reference(model.repository)
         repo = self._repository(reference)
-        layers = [self._layer(repo, layer) for layer in model_layers(model.manifest)]
+        layers = [self._layer(repo, layer) for layer in formats.file_layers(model.manifest)]
         with _scratch(target.parent) as scratch:
             for layer_dir in layers:
                 _link_tree(layer_dir, scratch)
             _publish(scratch, target)
         return target
 
-    def _layer(self, repo: Repository, descriptor: Descriptor) -> Path:
-        final = self.cache_dir / "layers" / hex_part(descriptor.digest)
+    def _layer(self, repo: Repository, layer: FileLayer) -> Path:
+        descriptor = layer.descriptor
+        final = self.cache_dir / "layers" / (hex_part(descriptor.digest) + _layout_suffix(layer))
         if final.is_dir():
             return final
         with _scratch(final.parent) as scratch:
@@ -257,7 +297,7 @@ class Resolver:
                 reader = VerifyingReader(
                     raw, descriptor.digest, descriptor.size, f"layer {descriptor.digest}"
                 )
-                unpack_layer(reader, scratch)
+                unpack(layer, reader, scratch)
                 reader.finish()
             _make_read_only(scratch)
             _publish(scratch, final)
@@ -297,6 +337,18 @@ class Resolver:
 
 
 # ----- cache files -------------------------------------------------------------------------
+
+
+def _layout_suffix(layer: FileLayer) -> str:
+    """ "" for a layer laid out as modelreg images are; else a tag of how it is laid out.
+
+    The same blob can be read two ways (an image's tar below model/, another
+    tool's tar at its entry names, a raw file at a path): each gets its own cache entry.
+    """
+    if layer.archive and layer.root == MODEL_ROOT:
+        return ""
+    how = f"{layer.archive}\0{layer.root}\0{layer.path}".encode()
+    return "." + sha256_digest(how).split(":", 1)[1][:16]
 
 
 @contextlib.contextmanager

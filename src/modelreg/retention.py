@@ -309,7 +309,7 @@ class Deletion:
     """A manifest to delete by digest (with it go the tags listed)."""
 
     digest: str
-    kind: str  # model, version-record, pending, orphan-version-record
+    kind: str  # model, version-record, modelpack, pending, orphan-version-record
     model: str
     tags: tuple[str, ...]
 
@@ -501,6 +501,9 @@ def _deletions(snapshot: Snapshot, removed: list[VersionDecision]) -> list[Delet
         record_tags = [_version_record_tag(model)]
         if record and only_tagged_by(record, record_tags):
             deletions.append(Deletion(record, "version-record", model, tuple(record_tags)))
+        form = _modelpack_tag(model)  # the version's ModelPack form goes with it
+        if form in inventory.tags and only_tagged_by(inventory.tags[form].digest, [form]):
+            deletions.append(Deletion(inventory.tags[form].digest, "modelpack", model, (form,)))
         for proposal in sorted(stale.values(), key=lambda r: (r.stage, r.sequence)):
             if proposal.model == model and only_tagged_by(proposal.manifest, stale):
                 tags = tuple(inventory.tags_of(proposal.manifest))
@@ -523,10 +526,16 @@ def _deletions(snapshot: Snapshot, removed: list[VersionDecision]) -> list[Delet
     return unique
 
 
-def _version_record_tag(model: str) -> str:
-    from .versions import record_tag
+def _modelpack_tag(model: str) -> str:
+    from .formats.modelpack import modelpack_tag
 
-    return record_tag(model)
+    return modelpack_tag(model)
+
+
+def _version_record_tag(model: str) -> str:
+    from .versions import version_record_tag
+
+    return version_record_tag(model)
 
 
 def _freed(snapshot: Snapshot, deletions: list[Deletion]) -> dict[str, int]:

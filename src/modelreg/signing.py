@@ -17,8 +17,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import json
-import math
 import os
 import re
 import tempfile
@@ -31,6 +29,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from modelreg._json import MAX_DEPTH, JsonReadError, canonical_json, read_json
+from modelreg._json import quote as _quote
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -40,7 +40,7 @@ IN_TOTO_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 MAX_ENVELOPE_BYTES = 1024 * 1024
 MAX_KEY_FILE_BYTES = 64 * 1024
-MAX_JSON_DEPTH = 64
+MAX_JSON_DEPTH = MAX_DEPTH
 
 PASSPHRASE_HINT = "pass --passphrase-file or set MODELREG_KEY_PASSPHRASE"
 
@@ -511,10 +511,6 @@ def parse_statement(payload: bytes) -> Statement:
     if len(payload) > MAX_ENVELOPE_BYTES:
         _malformed(f"statement is over the {MAX_ENVELOPE_BYTES} byte limit", _STATEMENT_HINT)
     document = _parse_json(payload, "in-toto statement", _STATEMENT_HINT)
-    try:
-        _plain_json(document, "$", 0)
-    except (TypeError, ValueError) as exc:
-        _malformed(f"in-toto statement: {exc}", _STATEMENT_HINT)
     fields = _fields(
         document,
         {"_type", "subject", "predicateType", "predicate"},
@@ -546,92 +542,18 @@ def parse_statement(payload: bytes) -> Statement:
     return Statement(name, sha256, predicate_type, predicate)
 
 
-# --- canonical JSON -----------------------------------------------------------------------------
-
-
-def canonical_json(value: object) -> bytes:
-    """The one byte form modelreg signs and hashes: sorted keys, no whitespace, UTF-8.
-
-    Accepts None, bool, int, finite float, str, lists/tuples and mappings with str
-    keys (nested at most ``MAX_JSON_DEPTH`` deep). Non-ASCII text is written as
-    UTF-8, not escaped. Floats use Python's shortest round-trip form; prefer
-    integers or strings in signed data that other languages must reproduce.
-    """
-    try:
-        plain = _plain_json(value, "$", 0)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"cannot encode as canonical JSON: {exc}",
-            hint="use only strings, numbers, booleans, null, lists and string-keyed objects",
-        ) from exc
-    return json.dumps(
-        plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def _plain_json(value: object, where: str, depth: int) -> Any:
-    """A copy of *value* made of dict/list/str/int/float/bool/None, or TypeError/ValueError."""
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where} is {value}, which JSON cannot represent")
-        return float(value)
-    if isinstance(value, str):
-        _require_encodable(value, where)
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        plain = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{where} has a non-string key {_quote(key)}")
-            _require_encodable(key, where)
-            plain[str(key)] = _plain_json(item, f"{where}[{_quote(key)}]", depth + 1)
-        return plain
-    raise TypeError(f"{where} is a {type(value).__name__}, which JSON cannot represent")
-
-
-def _require_encodable(text: str, where: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{where} holds text that is not valid Unicode") from None
-
-
-# --- strict parsing helpers ---------------------------------------------------------------------
+# --- strict parsing -----------------------------------------------------------------------------
 
 
 def _parse_json(data: bytes, what: str, hint: str) -> Any:
     try:
-        return json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_reject_constant,
-        )
-    except RecursionError:
-        _malformed(f"{what} is nested too deeply", hint)
-    except ValueError as exc:  # includes UnicodeDecodeError and json.JSONDecodeError
+        return read_json(data)
+    except JsonReadError as exc:
+        if exc.problem == "depth":
+            _malformed(f"{what} is nested too deeply ({exc})", hint)
+        if exc.problem == "unicode":
+            _malformed(f"{what}: {exc}", hint)
         _malformed(f"{what} is not valid UTF-8 JSON: {exc}", hint)
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Duplicate keys are where two JSON parsers can disagree about a signed document.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {_quote(key)}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _fields(value: object, names: set[str], what: str, hint: str) -> dict[str, Any]:
@@ -677,12 +599,6 @@ def _b64decode(value: object, what: str) -> bytes:
 
 def _malformed(problem: str, hint: str) -> NoReturn:
     raise IntegrityError(problem, hint)
-
-
-def _quote(value: object) -> str:
-    """repr() of an untrusted value, shortened, safe to put in a one-line message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ._json import canonical_json
 from .digest import CHUNK, VerifyingReader, sha256_digest
-from .errors import IntegrityError, InvalidInput
+from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
 from .localfs import local_writes
 from .oci import (
@@ -41,9 +41,9 @@ from .packing import (
     make_layer,
     plan_layers,
     scan_model,
-    unpack_layer,
 )
 from .store.base import Repository
+from .store.base import read_small_blob as read_small_blob  # its home is the store interface
 
 ANNOTATION_FILES = "dev.modelreg.files"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
@@ -305,23 +305,38 @@ def unpack_model(
     progress: Progress | None = None,
 ) -> list[str]:
     """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
+    from . import formats  # the form (image, ModelPack, ModelKit) says how layers become files
+    from .formats.layers import unpack
+
     report = progress or _silent
     files: list[str] = []
-    for layer in model_layers(manifest):
-        title = layer.annotations.get(ANNOTATION_TITLE, layer.digest[:19])
+    if formats.form_of(manifest) != formats.IMAGE:
+        formats.read_facts(repository, manifest)  # its config is verified and checked first
+    for file_layer in formats.file_layers(manifest):
+        layer = file_layer.descriptor
+        title = file_layer.title or layer.digest[:19]
 
         def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
             report(TransferEvent("download", title, layer.digest, count, layer.size))
 
-        with repository.open_blob(layer) as raw:
-            reader = VerifyingReader(
-                _Counting(raw, downloaded),
-                layer.digest,
-                layer.size,
-                f"layer {layer.digest}",
-            )
-            files.extend(unpack_layer(reader, target))
-            reader.finish()
+        try:
+            with repository.open_blob(layer) as raw:
+                reader = VerifyingReader(
+                    _Counting(raw, downloaded),
+                    layer.digest,
+                    layer.size,
+                    f"layer {layer.digest}",
+                )
+                files.extend(unpack(file_layer, reader, target))
+                reader.finish()
+        except NotFound as exc:
+            if exc.hint:
+                raise
+            raise NotFound(
+                exc.message,
+                "the manifest names a layer the registry does not have: the artifact is "
+                "incomplete; nothing was written",
+            ) from None
         report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
     return files
 
@@ -419,21 +434,6 @@ class _Counting:
         if self._total - self._last >= CHUNK or not count:
             self._last = self._total
             self._on_total(self._total)
-
-
-def read_small_blob(repository: Repository, descriptor: Descriptor, limit: int) -> bytes:
-    """A small blob's bytes, verified; refuses blobs over ``limit`` before reading them."""
-    if descriptor.size > limit:
-        raise IntegrityError(f"blob {descriptor.digest} is {descriptor.size} bytes, over {limit}")
-    with repository.open_blob(descriptor) as raw:
-        reader = VerifyingReader(
-            raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
-        )
-        parts = []
-        while chunk := reader.read(CHUNK):
-            parts.append(chunk)
-        reader.finish()
-    return b"".join(parts)
 
 
 # ----- copy: store → store ---------------------------------------------------------

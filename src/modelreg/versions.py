@@ -37,7 +37,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from .digest import hex_part, is_digest, sha256_digest
@@ -53,6 +52,7 @@ from .oci import (
 from .reference import validate_tag
 from .store.base import Repository, parse_claim_tag, read_listed
 from .store.layout import LayoutRepository
+from .timeutil import format_time, now_utc
 
 VERSION_ARTIFACT = "application/vnd.modelreg.version.v1"
 ANNOTATION_VERSION = "dev.modelreg.version"
@@ -79,7 +79,7 @@ def anchor_tag(digest: str) -> str:
     return f"sha256-{hex_part(digest)}"
 
 
-def record_tag(digest: str) -> str:
+def version_record_tag(digest: str) -> str:
     return f"{anchor_tag(digest)}.version"
 
 
@@ -140,10 +140,6 @@ class Published:
     existed: bool
 
 
-def now_utc() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 _CREATED = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
 
 
@@ -182,12 +178,12 @@ def publish(
     existing = None if unversioned else find_version(repository, model.digest)
     if existing is not None and not existing.created:
         # the claim landed but the record did not: finish that publish now
-        created = created or now_utc()
+        created = created or format_time(now_utc())
         _write_record(repository, model, existing.version, created, record_blob_present)
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
-        created = created or now_utc()
+        created = created or format_time(now_utc())
         number = _claim_and_record(repository, model, manifest_bytes, created, record_blob_present)
         published = Published(number, model.digest, created, existed=False)
     else:
@@ -228,7 +224,7 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     publish interrupted between the two).
     """
     try:
-        number, created = _read_record(repository, record_tag(digest))
+        number, created = _read_record(repository, version_record_tag(digest))
     except NotFound:
         pass
     else:
@@ -287,7 +283,9 @@ def _claim_next_version(repository: Repository, data: bytes, media_type: str, cr
 
 
 def version_record(model: Descriptor, number: int, created: str) -> Manifest:
-    """The record saying ``model`` is version ``number`` (tag :func:`record_tag`). Pure data."""
+    """The record saying ``model`` is version ``number`` (tag :func:`version_record_tag`).
+
+    Pure data."""
     empty = empty_config_descriptor()
     return Manifest(
         config=empty,
@@ -309,7 +307,7 @@ def _write_record(
     if not blob_present and not repository.has_blob(empty.digest):
         repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
     record = version_record(model, number, created)
-    repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [record_tag(model.digest)])
+    repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [version_record_tag(model.digest)])
 
 
 def _read_record(repository: Repository, tag: str) -> tuple[int, str]:
@@ -363,7 +361,7 @@ def repair_versions(repository: Repository) -> list[Published]:
     repaired = []
     # oldest push first (a lost claim still has the record with its push time)
     for recorded, digest, descriptor, data in sorted(pending, key=lambda p: (p[0] or "~", p[1])):
-        created = recorded or now_utc()
+        created = recorded or format_time(now_utc())
         number = _claim_and_record(repository, descriptor, data, created)
         repaired.append(Published(number, digest, created, existed=False))
     return repaired
@@ -371,7 +369,7 @@ def repair_versions(repository: Repository) -> list[Published]:
 
 def _recorded_time(repository: Repository, digest: str) -> str:
     try:
-        return _read_record(repository, record_tag(digest))[1]
+        return _read_record(repository, version_record_tag(digest))[1]
     except (NotFound, IntegrityError):
         return ""
 
@@ -431,7 +429,7 @@ def list_versions(
         descriptor, data = read_listed(lambda: repository.fetch_manifest(version_tags[number]))
         manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
         created = stamped.get((descriptor.digest, number), "")
-        if not created and record_tag(descriptor.digest) in tags:
+        if not created and version_record_tag(descriptor.digest) in tags:
             created = _recorded_time(repository, descriptor.digest)
         return number, descriptor, manifest, created
 

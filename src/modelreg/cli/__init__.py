@@ -10,7 +10,16 @@ import sys
 
 from ..errors import ModelregError
 from ..localfs import local_error
-from . import auth, docker, lineage, models, retention, stages  # noqa: F401  (registers commands)
+from . import (  # noqa: F401  (registers commands)
+    auth,
+    docker,
+    imports,
+    lineage,
+    models,
+    retention,
+    stages,
+    ui,
+)
 from ._app import app
 
 

@@ -6,9 +6,14 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from ..transfer import Progress, TransferEvent
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+"""The ``--json`` option every command that prints a result takes."""
 
 
 def emit_json(value: Any) -> None:

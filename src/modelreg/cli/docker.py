@@ -8,7 +8,7 @@ import typer
 
 from .. import engines
 from ._app import app, settings
-from ._output import emit_json, say, transfer_progress
+from ._output import JsonFlag, emit_json, say, transfer_progress
 
 
 @app.command("docker-load")
@@ -30,7 +30,7 @@ def docker_load(
             help="Engine address, e.g. unix:///run/docker.sock (default: $DOCKER_HOST).",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Put a model into the Docker engine as an image pinned by digest.
 

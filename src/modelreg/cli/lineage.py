@@ -10,9 +10,7 @@ import typer
 from .. import api
 from .. import lineage as lineage_mod
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
-from ._output import emit_json, human_size, say
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+from ._output import JsonFlag, emit_json, human_size, say
 
 
 @app.command()

@@ -11,9 +11,7 @@ from .. import api
 from .. import lineage as lineage_mod
 from ..errors import InvalidInput
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
-from ._output import emit_json, human_size, say, transfer_progress
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
+from ._output import JsonFlag, emit_json, human_size, say, transfer_progress
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -52,9 +50,22 @@ def push(
     no_capture: Annotated[
         bool, typer.Option("--no-capture", help="Record only what is given explicitly.")
     ] = False,
+    sign: Annotated[
+        Path | None,
+        typer.Option("--sign", help="Private key: attach an OpenSSF model-signing signature."),
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option("--signature", help="Attach this `model_signing sign key` bundle."),
+    ] = None,
+    modelpack: Annotated[
+        bool,
+        typer.Option("--modelpack", help="Also publish the CNCF ModelPack form (same blobs)."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model as an immutable, digest-pinned OCI image with its lineage."""
+    signing_key = api.load_key(sign) if sign else None
     params: dict[str, Any] = {}
     if params_file:
         params.update(lineage_mod.load_params_file(params_file))
@@ -75,8 +86,11 @@ def push(
             annotations=_pairs(annotation, "annotation"),
             description=description,
             aliases=tag or [],
+            modelpack=modelpack,
             stores=settings.stores(),
             progress=progress,
+            sign=signing_key,
+            signature=signature,
         )
     if as_json:
         emit_json(result.to_dict())
@@ -87,6 +101,10 @@ def push(
         say(f"pushed {result.repository} v{result.version} ({human_size(result.size)})")
     say(f"digest:    {result.digest}")
     say(f"reference: {result.reference}")
+    if sign or signature:
+        say("content signature attached (OpenSSF model-signing)")
+    if result.modelpack:
+        say(f"modelpack: {result.modelpack['reference']}")
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -106,6 +124,12 @@ def pull(
     ] = False,
     trust: TrustOption = None,
     policy: PolicyOption = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature", help="Write its content signature here, for `model_signing verify`."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull a model's files, every byte verified against its digest, all or nothing.
@@ -120,12 +144,15 @@ def pull(
             trust=trust_policy(trust, policy),
             stores=settings.stores(),
             progress=progress,
+            signature=signature,
         )
     if as_json:
         emit_json(result.to_dict())
         return
     say(f"pulled {result.reference}")
     say(f"into {result.path} ({len(result.files)} files)")
+    if signature:
+        say(f"content signature: {signature}")
 
 
 @app.command()

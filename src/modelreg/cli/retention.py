@@ -9,7 +9,7 @@ import typer
 
 from .. import api
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
-from ._output import emit_json, human_size, say
+from ._output import JsonFlag, emit_json, human_size, say
 
 if TYPE_CHECKING:
     from ..retention import GcReport, VersionDecision
@@ -45,7 +45,7 @@ def gc(
     ] = False,
     trust: TrustOption = None,
     policy: PolicyOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Delete old versions, never one a stage holds or that held production recently.
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
-from ..digest import Readable
-from ..errors import NotFound
+from ..digest import CHUNK, Readable, VerifyingReader
+from ..errors import IntegrityError, NotFound
 from ..oci import Descriptor
 
 BytesCallback = Callable[[int], None]
@@ -143,3 +143,18 @@ def iter_file(path_handle: Readable, chunk: int) -> Iterator[bytes]:
         if not data:
             return
         yield data
+
+
+def read_small_blob(repository: Repository, descriptor: Descriptor, limit: int) -> bytes:
+    """A small blob's bytes, verified; refuses blobs over ``limit`` before reading them."""
+    if descriptor.size > limit:
+        raise IntegrityError(f"blob {descriptor.digest} is {descriptor.size} bytes, over {limit}")
+    with repository.open_blob(descriptor) as raw:
+        reader = VerifyingReader(
+            raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
+        )
+        parts = []
+        while chunk := reader.read(CHUNK):
+            parts.append(chunk)
+        reader.finish()
+    return b"".join(parts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import random
 import time
 import urllib.parse
@@ -32,7 +33,13 @@ from ..errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from ..oci import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, Descriptor, media_type_of
+from ..oci import (
+    IMAGE_INDEX,
+    MANIFEST_MEDIA_TYPES,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    media_type_of,
+)
 from .base import BytesCallback, claim_tag_name, parse_claim_tag
 from .tag_page import parse_tag_page
 from .transport import QuickResponse, Transport
@@ -323,7 +330,53 @@ class RemoteRepository:
             self._put_manifest(reference, data, media_type, digest)
         return Descriptor(media_type, digest, len(data))
 
-    def _put_manifest(self, reference: str, data: bytes, media_type: str, digest: str) -> None:
+    def push_manifest_with_subject(
+        self, data: bytes, media_type: str, tags: Iterable[str] = ()
+    ) -> tuple[Descriptor, bool]:
+        """Push a manifest that has a ``subject``; True when the registry processed it.
+
+        A registry with the referrers API says so with ``OCI-Subject`` on the PUT.
+        """
+        digest = sha256_digest(data)
+        subject = self._put_manifest(digest, data, media_type, digest)
+        for tag in tags:
+            self._put_manifest(tag, data, media_type, digest)
+        return Descriptor(media_type, digest, len(data)), bool(subject)
+
+    def referrers_from_api(
+        self, subject_digest: str, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """``GET /v2/<name>/referrers/<digest>``; None when the registry has no such API."""
+        path: str | None = self._path(f"referrers/{subject_digest}")
+        if artifact_type:
+            path = _with_query(path or "", artifactType=artifact_type)
+        found: list[Descriptor] = []
+        pages = 0
+        while path and pages < MAX_TAG_PAGES:
+            pages += 1
+            response = self.transport.quick(
+                "GET", path, scope=self._pull, headers={"Accept": IMAGE_INDEX}
+            )
+            with contextlib.closing(response):
+                if response.status_code in (404, 400, 405) and not found:
+                    return None  # the spec: no referrers API, use the tag schema
+                if response.status_code != 200:
+                    raise self._error(response, f"listing referrers of {subject_digest}")
+                data = self._read_body(response, MAX_MANIFEST_BYTES, "referrers list")
+                path = _next_link(response)
+            try:
+                manifests = json.loads(data).get("manifests")
+            except (ValueError, AttributeError):
+                raise IntegrityError(f"{self.name}: referrers list is not an image index") from None
+            for index, entry in enumerate(manifests if isinstance(manifests, list) else []):
+                try:
+                    found.append(Descriptor.from_dict(entry, f"referrers entry {index}"))
+                except IntegrityError:
+                    continue
+        return found
+
+    def _put_manifest(self, reference: str, data: bytes, media_type: str, digest: str) -> str:
+        """PUT the manifest; the ``OCI-Subject`` the registry answered ("" when none)."""
         response = self.transport.quick(
             "PUT",
             self._path(f"manifests/{reference}"),
@@ -340,6 +393,7 @@ class RemoteRepository:
                 f"registry stored manifest {reference} as {answered}, not {digest}",
                 "the registry rewrote the manifest bytes; modelreg needs byte-exact storage",
             )
+        return response.headers.get("OCI-Subject", "")
 
     def claim_tag(self, tag: str, data: bytes, media_type: str, stamp: str = "") -> bool:
         """Create ``tag`` if absent, without compare-and-swap; no waiting when nobody competes.

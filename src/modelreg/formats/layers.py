@@ -1,0 +1,97 @@
+"""A layer of any form as files: a tar (maybe gzip or zstd) or one raw file at a path.
+
+Every form modelreg reads (its own image, ModelPack, KitOps) comes down to
+these two kinds. The stream handed in is the blob's *verified* stream; the
+caller finishes the verification after the files are written, into a staging
+directory it throws away on any error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..digest import CHUNK, Readable
+from ..errors import IntegrityError
+from ..oci import Descriptor
+from ..packing import _make_dirs, unpack_layer
+
+COMPRESSIONS = ("", "gzip", "zstd")
+_REFUSED = "the layer is damaged or unsafe; nothing was written (ask its publisher to re-push)"
+
+
+@dataclass(frozen=True)
+class FileLayer:
+    """How one layer becomes files below the target directory."""
+
+    descriptor: Descriptor
+    archive: bool  # a tar archive (True) or one raw file (False)
+    compression: str  # "", "gzip" or "zstd"
+    path: str  # a raw layer's file path, relative; "" for a tar
+    root: str | None  # a tar's entries are taken from below this directory; None: all
+    title: str
+
+    def __post_init__(self) -> None:
+        assert self.compression in COMPRESSIONS
+
+
+def safe_path(value: str, where: str) -> PurePosixPath:
+    """A relative path that stays below the target, or IntegrityError naming ``where``."""
+    text = value
+    while text.startswith("./"):
+        text = text[2:]
+    text = text.rstrip("/")
+    if not text or text.startswith("/") or "\0" in text or "\\" in text:
+        raise IntegrityError(
+            f"{where}: file path {value!r} is not a relative path",
+            "the artifact names a path outside the model directory; it was not written",
+        )
+    parts = text.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise IntegrityError(
+            f"{where}: file path {value!r} escapes the model directory",
+            "the artifact names a path outside the model directory; it was not written",
+        )
+    return PurePosixPath(*parts)
+
+
+def decoded(stream: Readable, compression: str, what: str) -> Readable:
+    """The uncompressed bytes of a layer stream (``compression.DecodingReader`` does it)."""
+    if not compression:
+        return stream
+    from ..compression import LAYER_TAR_GZIP, LAYER_TAR_ZSTD, DecodingReader
+
+    media_type = LAYER_TAR_GZIP if compression == "gzip" else LAYER_TAR_ZSTD
+    return DecodingReader(stream, media_type, None, what)
+
+
+def unpack(layer: FileLayer, stream: Readable, target: Path) -> list[str]:
+    """Write one layer's files below ``target`` (a staging directory); return their paths."""
+    where = f"layer {layer.descriptor.digest}"
+    source = decoded(stream, layer.compression, where)
+    try:
+        if layer.archive:
+            return unpack_layer(source, target, root=layer.root)
+        return [_write_raw(source, target, safe_path(layer.path, where))]
+    except IntegrityError as exc:
+        if exc.hint:
+            raise
+        raise IntegrityError(exc.message, _REFUSED) from None
+
+
+def _write_raw(source: Readable, target: Path, relative: PurePosixPath) -> str:
+    _make_dirs(target, relative.parent)
+    destination = target.joinpath(*relative.parts)
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise IntegrityError(f"two layers both contain {str(relative)!r}") from None
+    try:
+        while chunk := source.read(CHUNK):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return str(relative)
