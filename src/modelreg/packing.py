@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from .digest import Readable
 from .errors import IntegrityError, InvalidInput, NotFound
+from .localfs import NAME_MAX
 
 MODEL_ROOT = "model"
 META_ROOT = ".modelreg"
@@ -452,6 +453,13 @@ def _safe_relative(
         raise IntegrityError(f"unsafe path in layer: {member.name!r}")
     if any(part in ("..", "") for part in name.rstrip("/").split("/")):
         raise IntegrityError(f"unsafe path in layer: {member.name!r} escapes the model directory")
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > NAME_MAX:
+        raise IntegrityError(
+            f"layer entry {member.name[:60]!r}… has a {longest}-byte name, longer than any "
+            f"file system allows ({NAME_MAX})",
+            "modelreg never writes such a name: the image was not pushed by modelreg",
+        )
     if any(part.startswith(".wh.") for part in path.parts):
         raise IntegrityError(f"whiteout entry in layer: {member.name!r}")
     if not (member.isreg() or member.isdir()):

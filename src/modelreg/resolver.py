@@ -47,6 +47,7 @@ from .errors import (
     VerificationError,
 )
 from .formats.layers import FileLayer, unpack
+from .localfs import local_writes, writes_below
 from .oci import MAX_MANIFEST_BYTES, Manifest
 from .packing import MODEL_ROOT
 from .partial import PARTIAL_DIR, PartialArea
@@ -128,8 +129,9 @@ class Resolver:
             )
         self._policy = require_trust(loaded, "a resolver")
         self.cache_dir = Path(cache_dir) if cache_dir else self._stores.home / "cache" / "resolver"
-        for sub in ("blobs", "layers", "models"):
-            (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
+        with local_writes("creating the resolver cache", self.cache_dir):
+            for sub in ("blobs", "layers", "models"):
+                (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
         # one client, one memory: the heads pull/verify/lineage accepted are the resolver's too
         self._state = TrustState(self._stores.home / "trust-state.json")
         legacy = self.cache_dir / "trust-state.json"  # where resolvers kept it before
@@ -153,6 +155,7 @@ class Resolver:
                 self._repositories[reference.name] = repo
             return repo
 
+    @writes_below("caching a resolved model", lambda self: self.cache_dir)
     def resolve(self, repository: str, stage: str = "production") -> ResolvedModel:
         """The model ``stage`` holds, verified; or the last verified answer when offline."""
         reference = parse_reference(repository).bare()
@@ -252,6 +255,7 @@ class Resolver:
 
     # ----- fetch -----------------------------------------------------------------------
 
+    @writes_below("fetching a model into the resolver cache", lambda self: self.cache_dir)
     def fetch(
         self,
         model: ResolvedModel,

@@ -22,6 +22,7 @@ from .copies import diff_ids, is_recompressed, read_config
 from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
+from .localfs import local_writes
 from .oci import (
     ANNOTATION_FILEPATH,
     ANNOTATION_LAYER_TITLE,
@@ -486,13 +487,17 @@ def _check_destination(destination: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def staging_directory(parent: Path, name: str) -> Iterator[Path]:
-    """A fresh hidden directory beside the destination, removed unless moved away."""
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """A fresh hidden directory beside the destination, removed unless moved away.
+
+    A full or read-only disk while it is filled ends as a ModelregError (``localfs``).
+    """
+    with local_writes(f"writing {parent / name}", parent):
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_directory(staging: Path, destination: Path) -> None:

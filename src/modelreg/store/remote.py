@@ -44,6 +44,7 @@ from ..oci import (
     media_type_of,
 )
 from .base import BytesCallback, claim_marker, claim_tag_name, parse_claim_tag
+from .tag_page import parse_tag_page
 from .transport import QuickResponse, Transport
 
 _T = TypeVar("_T")
@@ -477,13 +478,8 @@ class RemoteRepository:
                 if response.status_code != 200:
                     raise self._error(response, "listing tags")
                 data = self._read_body(response, MAX_TAG_PAGE_BYTES, f"{self.name}: tag list")
-                try:
-                    page = json.loads(data).get("tags") or []
-                except (ValueError, AttributeError, RecursionError):
-                    raise IntegrityError(f"{self.name}: tag list is not valid JSON") from None
-                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                    raise IntegrityError(f"{self.name}: tag list is malformed")
-                tags.extend(page)
+                what, room = f"{self.name}: tag list", MAX_TAGS - len(tags)
+                tags.extend(parse_tag_page(data, what, room, MAX_TAGS))
                 path = _next_link(response)
         return sorted(set(tags))
 

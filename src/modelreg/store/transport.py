@@ -11,8 +11,9 @@ distribution API itself lives here:
 * auth by challenge: ``WWW-Authenticate: Basic`` sends the docker-config
   credentials; ``Bearer`` fetches a token for exactly the scope asked, caches it
   per scope until it expires, and sends it up front on the next request;
-* plain HTTP only for loopback registries that do not speak TLS (docker's rule),
-  HTTPS with a custom CA bundle otherwise.
+* plain HTTP only for loopback registries that do not speak TLS (docker's rule)
+  or with MODELREG_PLAIN_HTTP, HTTPS with a custom CA bundle otherwise; an https
+  registry's http:// upload URL or token realm is refused (``_refuse_cleartext``).
 
 No secret is ever put into an exception message or a log line.
 """
@@ -323,8 +324,35 @@ class Transport:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
 
     def _ours(self, url: str) -> bool:
-        """Whether ``url`` is on this registry: credentials are never sent anywhere else."""
+        """Whether ``url`` is on this registry: credentials are never sent anywhere else.
+
+        Being ours is not enough: ``_refuse_cleartext`` also keeps them on TLS.
+        """
         return urllib.parse.urlsplit(url).netloc == self.host
+
+    def _refuse_cleartext(self, url: str, whom: str) -> None:
+        """Raise unless credentials may travel to ``url`` (ours, or the announced token service).
+
+        The one rule for where a secret may go in cleartext: over https always;
+        over http only when the user opted into plain HTTP (``MODELREG_PLAIN_HTTP``)
+        or to a loopback host while the registry itself is a loopback one that
+        speaks no TLS. An https registry that hands out an ``http://`` URL (a
+        TLS-terminating proxy without ``X-Forwarded-Proto``, a token realm on
+        plain HTTP) is refused rather than quietly followed or upgraded: the
+        user learns the registry is misconfigured, and no secret leaves TLS.
+        """
+        split = urllib.parse.urlsplit(url)
+        if split.scheme != "http" or self.options.plain_http:
+            return
+        if self.base_url.startswith("http://") and is_loopback(split.netloc):
+            return
+        raise RegistryError(
+            f"registry {self.host} sent a plain-HTTP URL for {whom} (http://{split.netloc}): "
+            "refusing to talk to it without TLS",
+            "a TLS-terminating proxy in front of the registry must pass X-Forwarded-Proto: "
+            "https (or the registry must use relative URLs); set MODELREG_PLAIN_HTTP=1 only "
+            "if plain HTTP to this registry is really meant",
+        )
 
     # ----- requests -------------------------------------------------------------
 
@@ -401,6 +429,8 @@ class Transport:
         if not self.answered:
             read_timeout = self.options.timeout
         ours = self._ours(url)
+        if ours:
+            self._refuse_cleartext(url, "its own API")
         attempt = 0
         auth_tries = 0
         while True:
@@ -721,6 +751,7 @@ class Transport:
         params.extend(("scope", value) for value in format_scope(grants))
         headers = {}
         form: dict[str, str] | None = None
+        self._refuse_cleartext(realm, "its token service")
         creds = self.credentials()
         if creds and creds.is_identity_token:
             # OAuth2 (docker's token spec, "oauth"): trade the identity token for an access token
