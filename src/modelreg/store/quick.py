@@ -12,7 +12,7 @@ import json
 import re
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,38 @@ class QuickResponse:
 class _QuickRequest:
     method: str
     url: str
+
+
+def exchange(
+    connection: http.client.HTTPConnection,
+    method: str,
+    target: str,
+    data: bytes | None,
+    headers: Mapping[str, str],
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """One request on ``connection`` and up to ``QUICK_LIMIT + 1`` bytes of its answer."""
+    connection.request(method, target, body=data, headers=headers)
+    answer = connection.getresponse()
+    # read even a HEAD answer (b""): http.client refuses the next response on this
+    # connection until this one is closed
+    return answer, answer.read(QUICK_LIMIT + 1)
+
+
+def plain_answer(
+    connection: http.client.HTTPConnection,
+    answer: http.client.HTTPResponse,
+    body: bytes,
+    method: str,
+    url: str,
+) -> QuickResponse | None:
+    """The answer if it is the plain case (2xx or 404, small, not content-encoded), else None."""
+    if answer.will_close or len(body) > QUICK_LIMIT:
+        connection.close()
+    encoded = answer.headers.get("Content-Encoding", "identity").lower() != "identity"
+    status = answer.status
+    if (200 <= status < 300 or status == 404) and len(body) <= QUICK_LIMIT and not encoded:
+        return QuickResponse(status, answer.headers, body, method, url)
+    return None
 
 
 class QuickConnections:

@@ -152,18 +152,7 @@ class RemoteRepository:
         on_bytes: BytesCallback | None = None,
     ) -> str:
         if size <= _SMALL_BLOB and not isinstance(chunks, Iterator):
-            data = b"".join(chunks)
-            if len(data) != size:
-                raise IntegrityError(f"blob stream gave {len(data)} bytes, expected {size}")
-            digest = sha256_digest(data)
-            if expected_digest and digest != expected_digest:
-                raise IntegrityError(
-                    f"blob content digest {digest} does not match the expected {expected_digest}"
-                )
-            self._put_whole(data, digest)
-            if on_bytes:
-                on_bytes(size)
-            return digest
+            return self._push_whole_blob(b"".join(chunks), size, expected_digest, on_bytes)
         attempts = 1 + (self.transport.options.retries if not isinstance(chunks, Iterator) else 0)
         for attempt in range(1, attempts + 1):
             location = self._start_upload()
@@ -203,6 +192,21 @@ class RemoteRepository:
             self._finish_upload(response.headers.get("Location", location), digest)
             return digest
         raise AssertionError("unreachable")
+
+    def _push_whole_blob(
+        self, data: bytes, size: int, expected_digest: str | None, on_bytes: BytesCallback | None
+    ) -> str:
+        if len(data) != size:
+            raise IntegrityError(f"blob stream gave {len(data)} bytes, expected {size}")
+        digest = sha256_digest(data)
+        if expected_digest and digest != expected_digest:
+            raise IntegrityError(
+                f"blob content digest {digest} does not match the expected {expected_digest}"
+            )
+        self._put_whole(data, digest)
+        if on_bytes:
+            on_bytes(size)
+        return digest
 
     def push_small_blob(self, data: bytes) -> str:
         """Upload a small blob in a single PUT (config, records), skipping it if present."""

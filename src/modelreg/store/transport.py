@@ -33,7 +33,14 @@ from ..errors import RegistryError, RegistryUnavailable
 from .auth import Authenticator, Challenge, Token, format_scope, parse_challenge, parse_scope
 from .credentials import Credentials
 from .options import RegistryOptions
-from .quick import QUICK_LIMIT, QuickConnections, QuickResponse, read_body
+from .quick import (
+    QUICK_LIMIT,
+    QuickConnections,
+    QuickResponse,
+    exchange,
+    plain_answer,
+    read_body,
+)
 from .registry_errors import small_body_codes, with_answer
 from .retry import RETRY_STATUS, FirstContact, backoff, silent, wait_to_retry
 from .tls import (
@@ -358,22 +365,16 @@ class Transport:
         authorization, _ = self.auth.authorization(scope)
         if authorization:
             send["Authorization"] = authorization
-        target = path
-        if target.startswith(("http://", "https://")):
-            if not target.startswith(self.base_url + "/"):
-                return None
-            target = target[len(self.base_url) :]
+        target = self._quick_target(path)
+        if target is None:
+            return None
         for fresh in (False, True):
             timeout = 3 * self.options.timeout if self.answered else self.options.timeout
             connection = self._quick.get(
                 self.base_url, timeout, lambda: self._ssl_context or default_tls(), fresh=fresh
             )
             try:
-                connection.request(method, target, body=data, headers=send)
-                answer = connection.getresponse()
-                # read even a HEAD answer (b""): http.client refuses the next response on
-                # this connection until this one is closed
-                body = answer.read(QUICK_LIMIT + 1)
+                answer, body = exchange(connection, method, target, data, send)
             except TimeoutError:
                 connection.close()
                 if not self.answered:
@@ -385,11 +386,13 @@ class Transport:
                     return None  # the full path reports why, without retrying
                 continue
             self.answered = True
-            status = answer.status
-            if answer.will_close or len(body) > QUICK_LIMIT:
-                connection.close()
-            encoded = answer.headers.get("Content-Encoding", "identity").lower() != "identity"
-            if (200 <= status < 300 or status == 404) and len(body) <= QUICK_LIMIT and not encoded:
-                return QuickResponse(status, answer.headers, body, method, self.base_url + target)
-            return None
+            return plain_answer(connection, answer, body, method, self.base_url + target)
         return None
+
+    def _quick_target(self, path: str) -> str | None:
+        """The request target for ``path`` on this registry; None for a URL elsewhere."""
+        if not path.startswith(("http://", "https://")):
+            return path
+        if not path.startswith(self.base_url + "/"):
+            return None
+        return path[len(self.base_url) :]
