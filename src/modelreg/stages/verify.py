@@ -25,17 +25,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from .digest import sha256_digest
-from .errors import (
+from ..digest import sha256_digest
+from ..errors import (
     ConflictError,
     IntegrityError,
     NotFound,
     PolicyError,
     VerificationError,
 )
-from .oci import Descriptor, Manifest
-from .policy import SignatureCheck, TrustPolicy, validate_stage
-from .promotion import (
+from ..oci import Descriptor, Manifest
+from ..policy import SignatureCheck, TrustPolicy, validate_stage
+from ..promotion import (
     PromotionRecord,
     StoredRecord,
     chain_sequences,
@@ -45,17 +45,17 @@ from .promotion import (
     record_tag,
     store_record,
 )
-from .signing import (
+from ..signing import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
     SigningKey,
     add_signature,
     sign_envelope,
 )
-from .store.base import Repository, read_listed
-from .timeutil import format_time, now_utc, parse_time
-from .trust_state import Accepted, TrustState
-from .versions import version_of
+from ..store.base import Repository, read_listed
+from ..timeutil import format_time, now_utc, parse_time
+from ..trust_state import Accepted, TrustState
+from ..versions import version_of
 
 ARCHIVED = "archived"
 PRODUCTION = "production"
@@ -659,7 +659,7 @@ def approve(
     field is checked against the verified head (see :mod:`.proposals`); the new
     signature covers the proposal's exact payload bytes.
     """
-    from .proposals import verified_proposal
+    from ..proposals import verified_proposal
 
     validate_stage(stage)
     policy.require_signer(stage, key.key_id)
@@ -880,7 +880,7 @@ def _check_gates(
 
 
 def _facts(manifest_bytes: bytes) -> dict[str, object]:
-    from . import lineage as lineage_mod  # only promotions with gates need it
+    from .. import lineage as lineage_mod  # only promotions with gates need it
 
     manifest = Manifest.parse(manifest_bytes)
     return lineage_mod.lineage_as_dict(lineage_mod.from_annotations(manifest.annotations))
