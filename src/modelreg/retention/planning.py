@@ -44,18 +44,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._toml import load_toml_file
-from .errors import IntegrityError, InvalidInput, ModelregError, NotFound, VerificationError
-from .inventory import Inventory, read_tags
-from .oci import Manifest, manifest_references
-from .policy import TrustPolicy
-from .promotion import pending_tag, read_record
-from .stages import PRODUCTION, verify_stage
-from .store.base import Repository, parse_claim_tag
-from .store.layout import LayoutRepository
-from .timeutil import now_utc, parse_duration, parse_time
-from .trust_state import TrustState
-from .versions import ANNOTATION_CREATED, ANNOTATION_VERSION, VERSION_ARTIFACT, version_tag
+from .._toml import load_toml_file
+from ..errors import IntegrityError, InvalidInput, ModelregError, NotFound, VerificationError
+from ..inventory import Inventory, read_tags
+from ..oci import Manifest, manifest_references
+from ..policy import TrustPolicy
+from ..promotion import pending_tag, read_record
+from ..stages import PRODUCTION, verify_stage
+from ..store.base import Repository, parse_claim_tag
+from ..store.layout import LayoutRepository
+from ..timeutil import now_utc, parse_duration, parse_time
+from ..trust_state import TrustState
+from ..versions import ANNOTATION_CREATED, ANNOTATION_VERSION, VERSION_ARTIFACT, version_tag
 
 DEFAULT_PRODUCTION_WINDOW = timedelta(days=30)
 # local store: a blob nothing references is swept only when older than this
@@ -527,13 +527,13 @@ def _deletions(snapshot: Snapshot, removed: list[VersionDecision]) -> list[Delet
 
 
 def _modelpack_tag(model: str) -> str:
-    from .formats.modelpack import modelpack_tag
+    from ..formats.modelpack import modelpack_tag
 
     return modelpack_tag(model)
 
 
 def _version_record_tag(model: str) -> str:
-    from .versions import version_record_tag
+    from ..versions import version_record_tag
 
     return version_record_tag(model)
 
