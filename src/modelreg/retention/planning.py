@@ -1,283 +1,21 @@
-"""Retention: delete old versions, never what a stage needs; report what it frees.
-
-Three steps, and only the last one writes:
-
-1. :func:`read_snapshot` reads the repository once: every tag and the manifest
-   it points at, the version records (creation times), every promotion record
-   and pending proposal, and each stage's chain head — verified against the
-   trust policy when there is one (a chain that fails verification stops gc:
-   it would plan from records it cannot trust);
-2. :func:`plan` (pure) decides, version by version, what to keep and why, and
-   which manifests and blobs go with the rest;
-3. :func:`execute` deletes by digest, each model before its version record, and
-   on the local store frees the blobs nothing references any more.
-
-What is kept, whatever the rules say: the model each stage tag points at and
-the model each stage's chain head names (both, if they differ); every model
-that held ``production`` within the production window (from the records'
-issue times: a record holds the stage until the next one is issued; its
-``replaces`` is kept too); the model of a proposal still waiting for
-approval; every committed promotion record. Records are never deleted — a gap
-would break the hash chain — so a record may name a model that is gone: chain
-verification needs only the record (payload links and signatures), the model
-is only needed to pull it.
-
-``keep_last`` keeps the newest N versions (by version number); ``older_than``
-lets only versions created (version record time) before that age go; given
-both, a version goes only when both allow it. A version whose creation time is
-unknown is never "older than" anything.
-
-Concurrency: gc deletes only digests it planned from its snapshot, so a version
-pushed after the snapshot is never deleted; just before deleting it reads the
-stage tags and records again and spares any planned model a stage has since
-been moved to. On the local store a push that reuses a blob gc is removing
-fails whole (the manifest is refused, nothing indexed), never half.
-"""
+"""Planning gc (pure): version by version what to keep and why, and what goes with the rest."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from .._toml import load_toml_file
-from ..errors import IntegrityError, InvalidInput, ModelregError, NotFound, VerificationError
-from ..inventory import Inventory, read_tags
-from ..oci import Manifest, manifest_references
-from ..policy import TrustPolicy
-from ..promotion import pending_tag, read_record
-from ..stages import PRODUCTION, verify_stage
-from ..store.base import Repository, parse_claim_tag
-from ..store.layout import LayoutRepository
-from ..timeutil import now_utc, parse_duration, parse_time
-from ..trust_state import TrustState
+from ..errors import InvalidInput
+from ..inventory import Inventory
+from ..promotion import pending_tag
+from ..stages import PRODUCTION
+from ..store.base import parse_claim_tag
+from ..timeutil import parse_time
 from ..versions import ANNOTATION_CREATED, ANNOTATION_VERSION, VERSION_ARTIFACT, version_tag
-
-DEFAULT_PRODUCTION_WINDOW = timedelta(days=30)
-# local store: a blob nothing references is swept only when older than this
-# (an upload in flight has not written its manifest yet)
-ORPHAN_GRACE = timedelta(hours=1)
-_WORKERS = 16
-
-
-# ----- rules ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetentionRules:
-    keep_last: int | None = None
-    older_than: timedelta | None = None
-    production_window: timedelta = DEFAULT_PRODUCTION_WINDOW
-
-    def __post_init__(self) -> None:
-        if self.keep_last is None and self.older_than is None:
-            raise InvalidInput(
-                "gc needs a rule: --keep-last N, --older-than AGE, or both",
-                "or a policy file with [gc] keep_last / older_than (--policy-file)",
-            )
-        if self.keep_last is not None and self.keep_last < 0:
-            raise InvalidInput(f"keep_last must be 0 or more, not {self.keep_last}")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "keepLast": self.keep_last,
-            "olderThan": _duration_text(self.older_than),
-            "keepProductionWindow": _duration_text(self.production_window),
-        }
-
-
-def load_rules(
-    path: Path | None = None,
-    *,
-    keep_last: int | None = None,
-    older_than: str | None = None,
-    production_window: str | None = None,
-) -> RetentionRules:
-    """Rules from a policy file's ``[gc]`` table, each overridden by the value given here.
-
-    The file (TOML)::
-
-        [gc]
-        keep_last = 10
-        older_than = "90d"
-        keep_production_window = "30d"
-    """
-    settings: dict[str, Any] = _read_gc_table(path) if path is not None else {}
-    if keep_last is not None:
-        settings["keep_last"] = keep_last
-    if older_than is not None:
-        settings["older_than"] = older_than
-    if production_window is not None:
-        settings["keep_production_window"] = production_window
-    window = settings.get("keep_production_window")
-    return RetentionRules(
-        keep_last=settings.get("keep_last"),
-        older_than=parse_duration(settings["older_than"]) if "older_than" in settings else None,
-        production_window=parse_duration(window) if window else DEFAULT_PRODUCTION_WINDOW,
-    )
-
-
-def _read_gc_table(path: Path) -> dict[str, Any]:
-    data = load_toml_file(path, "retention policy file")
-    table = data.get("gc")
-    if not isinstance(table, dict):
-        raise InvalidInput(
-            f"{path}: no [gc] table",
-            'write e.g. [gc] keep_last = 10, older_than = "90d", keep_production_window = "30d"',
-        )
-    unknown = set(table) - {"keep_last", "older_than", "keep_production_window"}
-    if unknown:
-        raise InvalidInput(
-            f"{path}: unknown [gc] setting(s) {sorted(unknown)}",
-            "settings are keep_last, older_than, keep_production_window",
-        )
-    keep = table.get("keep_last")
-    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool)):
-        raise InvalidInput(f"{path}: [gc] keep_last must be a whole number")
-    for name in ("older_than", "keep_production_window"):
-        if name in table and not isinstance(table[name], str):
-            raise InvalidInput(f'{path}: [gc] {name} must be a duration such as "90d"')
-    return dict(table)
-
-
-def _duration_text(value: timedelta | None) -> str | None:
-    if value is None:
-        return None
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-# ----- snapshot: everything gc plans from, read once -------------------------------------------
-
-
-@dataclass(frozen=True)
-class ManifestFacts:
-    digest: str
-    size: int
-    blobs: Mapping[str, int]
-    children: frozenset[str] = frozenset()
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    artifact_type: str | None = None
-    subject: str | None = None
-
-
-@dataclass(frozen=True)
-class RecordFacts:
-    """A promotion record or pending proposal as gc needs it."""
-
-    stage: str
-    sequence: int
-    pending: bool
-    manifest: str
-    model: str
-    issued_at: str  # "" when the record could not be read: treated as recent
-    replaces: str | None = None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    taken_at: datetime
-    inventory: Inventory
-    manifests: Mapping[str, ManifestFacts]
-    records: tuple[RecordFacts, ...] = ()
-    heads: Mapping[str, str] = field(default_factory=dict)  # stage -> model its head names
-    verified: bool = False
-    orphan_blobs: Mapping[str, int] = field(default_factory=dict)
-    local: bool = False
-
-
-def read_snapshot(
-    repository: Repository,
-    *,
-    policy: TrustPolicy | None = None,
-    state: TrustState | None = None,
-) -> Snapshot:
-    """Read what gc plans from. With ``policy`` every stage chain is verified in full."""
-    taken = now_utc()
-    inventory = Inventory.of(read_tags(repository))
-    digests = {found.digest for found in inventory.tags.values()}
-    local = isinstance(repository, LayoutRepository)
-    if isinstance(repository, LayoutRepository):
-        digests.update(repository.manifest_digests())
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        facts = list(pool.map(lambda d: _manifest_facts(repository, d), sorted(digests)))
-        manifests = {f.digest: f for f in facts if f is not None}
-        records = tuple(
-            pool.map(
-                lambda item: _record_facts(repository, item[0], item[1], manifests),
-                [(key, False) for key in inventory.records.items()]
-                + [(key, True) for key in inventory.pending.items()],
-            )
-        )
-    heads: dict[str, str] = {}
-    for stage in inventory.record_stages():
-        if policy is not None:
-            heads[stage] = verify_stage(
-                repository, stage, policy, state=state, full=True, check_tag=False
-            ).digest
-        else:
-            committed = [r for r in records if r.stage == stage and not r.pending]
-            heads[stage] = max(committed, key=lambda r: r.sequence).model
-    orphans: dict[str, int] = {}
-    if isinstance(repository, LayoutRepository):
-        referenced = repository.referenced_blobs()
-        cutoff = (taken - ORPHAN_GRACE).timestamp()
-        orphans = {
-            digest: size
-            for digest, (size, mtime) in repository.blob_sizes().items()
-            if digest not in referenced and mtime < cutoff
-        }
-    return Snapshot(taken, inventory, manifests, records, heads, policy is not None, orphans, local)
-
-
-def _manifest_facts(repository: Repository, digest: str) -> ManifestFacts | None:
-    try:
-        descriptor, data = repository.fetch_manifest(digest)
-    except NotFound:
-        return None  # deleted since the tags were read
-    found = manifest_references(data)
-    annotations: dict[str, str] = {}
-    artifact_type = None
-    with contextlib.suppress(IntegrityError):  # not an image manifest: no annotations
-        parsed = Manifest.parse(data)
-        annotations, artifact_type = dict(parsed.annotations), parsed.artifact_type
-    return ManifestFacts(
-        descriptor.digest,
-        len(data),
-        found.blobs,
-        found.children,
-        annotations,
-        artifact_type,
-        found.subject,
-    )
-
-
-def _record_facts(
-    repository: Repository,
-    key: tuple[tuple[str, int], str],
-    pending: bool,
-    manifests: Mapping[str, ManifestFacts],
-) -> RecordFacts:
-    (stage, sequence), digest = key
-    try:
-        record = read_record(repository, digest).record
-        return RecordFacts(
-            stage, sequence, pending, digest, record.digest, record.issued_at, record.replaces
-        )
-    except (IntegrityError, NotFound):
-        # unreadable: keep whatever its artifact points at, as if it were recent
-        facts = manifests.get(digest)
-        return RecordFacts(stage, sequence, pending, digest, (facts and facts.subject) or "", "")
-
-
-# ----- plan: pure -------------------------------------------------------------------------------
+from .rules import RetentionRules, duration_text
+from .snapshot import ManifestFacts, RecordFacts, Snapshot
 
 
 @dataclass(frozen=True)
@@ -362,7 +100,7 @@ def plan(snapshot: Snapshot, rules: RetentionRules, now: datetime | None = None)
             if not created:
                 reasons.append("creation time unknown")
             elif _after(created, now - rules.older_than):
-                reasons.append(f"younger than {_duration_text(rules.older_than)}")
+                reasons.append(f"younger than {duration_text(rules.older_than)}")
         for tag in inventory.tags_of(digest):
             if _tag_kind(inventory, tag, digest) not in managed:
                 reasons.append(f"also tagged {tag!r}")
@@ -387,7 +125,7 @@ def plan(snapshot: Snapshot, rules: RetentionRules, now: datetime | None = None)
     return Plan(
         decisions=tuple(decisions),
         deletions=tuple(deletions),
-        freed_blobs=_freed(snapshot, deletions),
+        freed_blobs=freed_blobs(snapshot, deletions),
         orphan_blobs=dict(snapshot.orphan_blobs),
         records_kept_for_removed=kept_records,
         verified=snapshot.verified,
@@ -411,7 +149,7 @@ def _protected(snapshot: Snapshot, rules: RetentionRules, now: datetime) -> dict
         else:  # the tag and the chain disagree: keep both until someone sorts it out
             keep(tagged, f"the {stage} tag points at it (its signed chain names another)")
             keep(head, f"holds {stage} by its signed chain (the tag points elsewhere)")
-    window = _duration_text(rules.production_window)
+    window = duration_text(rules.production_window)
     cutoff = now - rules.production_window
     production = sorted(
         (r for r in snapshot.records if r.stage == PRODUCTION and not r.pending),
@@ -538,7 +276,7 @@ def _version_record_tag(model: str) -> str:
     return version_record_tag(model)
 
 
-def _freed(snapshot: Snapshot, deletions: list[Deletion]) -> dict[str, int]:
+def freed_blobs(snapshot: Snapshot, deletions: list[Deletion]) -> dict[str, int]:
     """Blobs (manifests included) that only the deleted manifests reference."""
     deleted = {d.digest for d in deletions}
     kept: set[str] = set()
@@ -553,154 +291,3 @@ def _freed(snapshot: Snapshot, deletions: list[Deletion]) -> dict[str, int]:
             freed[digest] = found.size
             freed.update(found.blobs)
     return {digest: size for digest, size in freed.items() if digest not in kept}
-
-
-# ----- execute ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Executed:
-    deleted: tuple[Deletion, ...]
-    spared: tuple[str, ...]  # planned models a stage needed by the time gc got to them
-    freed: int  # bytes only the deleted manifests referenced (a registry frees them at its gc)
-    reclaimed: int  # bytes freed on disk now (local store); 0 on a registry
-
-
-def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Executed:
-    """Delete what ``planned`` says, sparing models a stage has needed since the snapshot."""
-    spared = _needed_since(repository, snapshot, {d.model for d in planned.deletions})
-    deleted: list[Deletion] = []
-    for deletion in planned.deletions:
-        if deletion.model in spared:
-            continue
-        try:
-            repository.delete_manifest(deletion.digest)
-        except NotFound:
-            pass  # already gone: an earlier, interrupted gc
-        except ModelregError as exc:
-            raise type(exc)(
-                f"gc stopped after {len(deleted)} of {len(planned.deletions)} deletions: "
-                f"{exc.message}",
-                exc.hint or "run gc again: it finishes what is left",
-            ) from None
-        deleted.append(deletion)
-    freed = _freed(snapshot, deleted)
-    reclaimed = 0
-    if isinstance(repository, LayoutRepository):
-        done = {d.digest for d in deleted}
-        reclaimed = sum(
-            size
-            for digest, size in freed.items()
-            if digest in done and not repository.has_blob(digest)
-        )
-        reclaimed += repository.sweep_blobs(
-            [d for d in freed if d not in done] + list(planned.orphan_blobs)
-        )
-    total = sum(freed.values()) + sum(planned.orphan_blobs.values())
-    return Executed(tuple(deleted), tuple(sorted(spared)), total, reclaimed)
-
-
-def _needed_since(repository: Repository, snapshot: Snapshot, planned: set[str]) -> set[str]:
-    """Planned models that a stage tag, record or proposal written since the snapshot names."""
-    if not planned:
-        return set()
-    now = Inventory.of(read_tags(repository))
-    before = snapshot.inventory
-    needed = {digest for digest in now.stages.values() if digest in planned}
-    fresh = [
-        digest
-        for key, digest in [*now.records.items(), *now.pending.items()]
-        if digest not in {*before.records.values(), *before.pending.values()}
-    ]
-    for digest in fresh:
-        try:
-            record = read_record(repository, digest).record
-            needed.update({record.digest, record.replaces or ""} & planned)
-        except (IntegrityError, NotFound):
-            _, data = repository.fetch_manifest(digest)
-            subject = manifest_references(data).subject
-            needed.update({subject or ""} & planned)
-    return needed
-
-
-# ----- together ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GcReport:
-    repository: str
-    dry_run: bool
-    plan: Plan
-    executed: Executed | None
-    local: bool
-
-    @property
-    def removed(self) -> list[VersionDecision]:
-        if self.executed is None:
-            return self.plan.removed
-        return [d for d in self.plan.removed if d.digest not in self.executed.spared]
-
-    @property
-    def bytes(self) -> int:
-        """Bytes freed: on the local store now, on a registry at its next garbage-collect."""
-        if self.executed is None:
-            return self.plan.bytes
-        return self.executed.reclaimed if self.local else self.executed.freed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "repository": self.repository,
-            "dryRun": self.dry_run,
-            "verified": self.plan.verified,
-            "rules": self.plan.rules.describe(),
-            "versionsRemoved": sum(len(d.versions) for d in self.removed),
-            "bytes": self.bytes,
-            "removed": [d.to_dict() for d in self.removed],
-            "kept": [d.to_dict() for d in self.plan.kept],
-            "spared": list(self.executed.spared) if self.executed else [],
-            "manifestsDeleted": [
-                {"digest": d.digest, "kind": d.kind, "tags": list(d.tags)}
-                for d in (self.executed.deleted if self.executed else self.plan.deletions)
-            ],
-            "recordsKept": self.plan.records_kept_for_removed,
-            "diskFreedNow": self.local and not self.dry_run,
-        }
-
-
-def gc(
-    repository: Repository,
-    rules: RetentionRules,
-    *,
-    policy: TrustPolicy | None = None,
-    state: TrustState | None = None,
-    dry_run: bool = False,
-    now: datetime | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
-) -> GcReport:
-    """Plan from one snapshot, then (unless ``dry_run``) delete; see the module docs."""
-    try:
-        snapshot = read_snapshot(repository, policy=policy, state=state)
-    except VerificationError as exc:
-        raise VerificationError(
-            f"gc deletes nothing while a stage chain fails verification: {exc.message}",
-            exc.hint,
-        ) from None
-    planned = plan(snapshot, rules, now)
-    if on_plan is not None:
-        on_plan(planned)
-    executed = None if dry_run else execute(repository, planned, snapshot)
-    return GcReport(repository.name, dry_run, planned, executed, snapshot.local)
-
-
-__all__ = [
-    "DEFAULT_PRODUCTION_WINDOW",
-    "GcReport",
-    "Plan",
-    "RetentionRules",
-    "Snapshot",
-    "execute",
-    "gc",
-    "load_rules",
-    "plan",
-    "read_snapshot",
-]
