@@ -84,27 +84,16 @@ def plan(snapshot: Snapshot, rules: RetentionRules, now: datetime | None = None)
     for number, digest in inventory.versions.items():
         by_digest.setdefault(digest, []).append(number)
     newest = sorted(by_digest, key=lambda d: max(by_digest[d]), reverse=True)
-    managed = {"version", "anchor", "alias", "stage", "claim"}
     decisions: list[VersionDecision] = []
     for rank, digest in enumerate(newest):
         numbers = tuple(sorted(by_digest[digest]))
         created = _created(snapshot, digest, numbers)
-        reasons = list(protected.get(digest, ()))
-        if rank == 0:
-            # version numbers come from the tags that exist: deleting the newest would let
-            # the next push reuse its number
-            reasons.append("the newest version (keeps version numbers from being reused)")
-        if rules.keep_last is not None and rank < rules.keep_last:
-            reasons.append(f"one of the newest {rules.keep_last}")
-        if rules.older_than is not None:
-            if not created:
-                reasons.append("creation time unknown")
-            elif _after(created, now - rules.older_than):
-                reasons.append(f"younger than {duration_text(rules.older_than)}")
-        for tag in inventory.tags_of(digest):
-            if _tag_kind(inventory, tag, digest) not in managed:
-                reasons.append(f"also tagged {tag!r}")
         facts = snapshot.manifests.get(digest)
+        reasons = [
+            *protected.get(digest, ()),
+            *_rule_reasons(rules, rank, created, now),
+            *_tag_reasons(inventory, digest),
+        ]
         if facts is None:
             reasons.append("manifest unreadable")
         decisions.append(
@@ -133,43 +122,98 @@ def plan(snapshot: Snapshot, rules: RetentionRules, now: datetime | None = None)
     )
 
 
+def _rule_reasons(rules: RetentionRules, rank: int, created: str, now: datetime) -> list[str]:
+    """Why the rules keep the version at ``rank`` (0: the newest) created at ``created``."""
+    reasons: list[str] = []
+    if rank == 0:
+        # version numbers come from the tags that exist: deleting the newest would let
+        # the next push reuse its number
+        reasons.append("the newest version (keeps version numbers from being reused)")
+    if rules.keep_last is not None and rank < rules.keep_last:
+        reasons.append(f"one of the newest {rules.keep_last}")
+    if rules.older_than is not None:
+        if not created:
+            reasons.append("creation time unknown")
+        elif _after(created, now - rules.older_than):
+            reasons.append(f"younger than {duration_text(rules.older_than)}")
+    return reasons
+
+
+_MANAGED_TAGS = {"version", "anchor", "alias", "stage", "claim"}
+
+
+def _tag_reasons(inventory: Inventory, digest: str) -> list[str]:
+    """Tags gc does not manage keep their model: someone named it on purpose."""
+    return [
+        f"also tagged {tag!r}"
+        for tag in inventory.tags_of(digest)
+        if _tag_kind(inventory, tag, digest) not in _MANAGED_TAGS
+    ]
+
+
 def _protected(snapshot: Snapshot, rules: RetentionRules, now: datetime) -> dict[str, list[str]]:
     """Model digest -> why no rule may delete it."""
     reasons: dict[str, list[str]] = {}
-
-    def keep(digest: str | None, why: str) -> None:
+    for digest, why in [
+        *_stage_holders(snapshot),
+        *_recent_production(snapshot, rules, now),
+        *_awaiting_approval(snapshot),
+        *_index_children(snapshot),
+    ]:
         if digest:
             reasons.setdefault(digest, []).append(why)
+    return reasons
 
+
+_Keep = tuple[str | None, str]  # a model digest (None or "": nothing) and why it stays
+
+
+def _stage_holders(snapshot: Snapshot) -> list[_Keep]:
     inventory = snapshot.inventory
+    keep: list[_Keep] = []
     for stage in sorted(set(inventory.stages) | set(snapshot.heads)):
         tagged, head = inventory.stages.get(stage), snapshot.heads.get(stage)
         if tagged is None or head is None or tagged == head:
-            keep(tagged or head, f"holds {stage}")
+            keep.append((tagged or head, f"holds {stage}"))
         else:  # the tag and the chain disagree: keep both until someone sorts it out
-            keep(tagged, f"the {stage} tag points at it (its signed chain names another)")
-            keep(head, f"holds {stage} by its signed chain (the tag points elsewhere)")
+            keep.append((tagged, f"the {stage} tag points at it (its signed chain names another)"))
+            keep.append((head, f"holds {stage} by its signed chain (the tag points elsewhere)"))
+    return keep
+
+
+def _recent_production(snapshot: Snapshot, rules: RetentionRules, now: datetime) -> list[_Keep]:
     window = duration_text(rules.production_window)
     cutoff = now - rules.production_window
     production = sorted(
         (r for r in snapshot.records if r.stage == PRODUCTION and not r.pending),
         key=lambda r: r.sequence,
     )
+    keep: list[_Keep] = []
     for index, record in enumerate(production):
         following = production[index + 1] if index + 1 < len(production) else None
         # a record's model held production until the next record was issued
         if following is None or not following.issued_at or _after(following.issued_at, cutoff):
-            keep(record.model, f"held production within {window}")
+            keep.append((record.model, f"held production within {window}"))
         if not record.issued_at or _after(record.issued_at, cutoff):
-            keep(record.replaces, f"held production within {window}")
+            keep.append((record.replaces, f"held production within {window}"))
+    return keep
+
+
+def _awaiting_approval(snapshot: Snapshot) -> list[_Keep]:
     heads = _head_sequences(snapshot.records)
-    for record in snapshot.records:
-        if record.pending and record.sequence > heads.get(record.stage, 0):
-            keep(record.model, f"proposed for {record.stage}, awaiting approval")
-    for facts in snapshot.manifests.values():
-        for child in facts.children:
-            keep(child, f"listed by index {facts.digest[:19]}")
-    return reasons
+    return [
+        (record.model, f"proposed for {record.stage}, awaiting approval")
+        for record in snapshot.records
+        if record.pending and record.sequence > heads.get(record.stage, 0)
+    ]
+
+
+def _index_children(snapshot: Snapshot) -> list[_Keep]:
+    return [
+        (child, f"listed by index {facts.digest[:19]}")
+        for facts in snapshot.manifests.values()
+        for child in facts.children
+    ]
 
 
 def _head_sequences(records: Iterable[RecordFacts]) -> dict[str, int]:
@@ -227,41 +271,51 @@ def _deletions(snapshot: Snapshot, removed: list[VersionDecision]) -> list[Delet
         for r in snapshot.records
         if r.pending and r.model in models and r.sequence <= heads.get(r.stage, 0)
     }
-
-    def only_tagged_by(digest: str, allowed: Iterable[str]) -> bool:
-        return set(inventory.tags_of(digest)) <= set(allowed)
-
     deletions: list[Deletion] = []
     for decision in removed:
-        model = decision.digest
-        deletions.append(Deletion(model, "model", model, tuple(inventory.tags_of(model))))
-        record = inventory.version_records.get(model)
-        record_tags = [_version_record_tag(model)]
-        if record and only_tagged_by(record, record_tags):
-            deletions.append(Deletion(record, "version-record", model, tuple(record_tags)))
-        form = _modelpack_tag(model)  # the version's ModelPack form goes with it
-        if form in inventory.tags and only_tagged_by(inventory.tags[form].digest, [form]):
-            deletions.append(Deletion(inventory.tags[form].digest, "modelpack", model, (form,)))
-        for proposal in sorted(stale.values(), key=lambda r: (r.stage, r.sequence)):
-            if proposal.model == model and only_tagged_by(proposal.manifest, stale):
-                tags = tuple(inventory.tags_of(proposal.manifest))
-                deletions.append(Deletion(proposal.manifest, "pending", model, tags))
-    # version records left behind by an interrupted gc: their model has no tag at all
+        deletions.extend(_version_deletions(inventory, decision.digest, stale))
+    deletions.extend(_orphan_version_records(inventory, models))
+    first: dict[str, Deletion] = {}
+    for deletion in deletions:
+        first.setdefault(deletion.digest, deletion)
+    return list(first.values())
+
+
+def _only_tagged_by(inventory: Inventory, digest: str, allowed: Iterable[str]) -> bool:
+    return set(inventory.tags_of(digest)) <= set(allowed)
+
+
+def _version_deletions(
+    inventory: Inventory, model: str, stale: Mapping[str, RecordFacts]
+) -> list[Deletion]:
+    """The model, its version record, its ModelPack form and its stale proposals."""
+    deletions = [Deletion(model, "model", model, tuple(inventory.tags_of(model)))]
+    record = inventory.version_records.get(model)
+    record_tags = [_version_record_tag(model)]
+    if record and _only_tagged_by(inventory, record, record_tags):
+        deletions.append(Deletion(record, "version-record", model, tuple(record_tags)))
+    form = _modelpack_tag(model)  # the version's ModelPack form goes with it
+    if form in inventory.tags and _only_tagged_by(inventory, inventory.tags[form].digest, [form]):
+        deletions.append(Deletion(inventory.tags[form].digest, "modelpack", model, (form,)))
+    for proposal in sorted(stale.values(), key=lambda r: (r.stage, r.sequence)):
+        if proposal.model == model and _only_tagged_by(inventory, proposal.manifest, stale):
+            tags = tuple(inventory.tags_of(proposal.manifest))
+            deletions.append(Deletion(proposal.manifest, "pending", model, tags))
+    return deletions
+
+
+def _orphan_version_records(inventory: Inventory, removed: set[str]) -> list[Deletion]:
+    """Version records left behind by an interrupted gc: their model has no tag at all."""
     tagged = {found.digest for found in inventory.tags.values()}
+    deletions: list[Deletion] = []
     for model, record in sorted(inventory.version_records.items()):
-        if model not in tagged and model not in models:
+        if model not in tagged and model not in removed:
             record_tags = [_version_record_tag(model)]
-            if only_tagged_by(record, record_tags):
+            if _only_tagged_by(inventory, record, record_tags):
                 deletions.append(
                     Deletion(record, "orphan-version-record", model, tuple(record_tags))
                 )
-    seen: set[str] = set()
-    unique = []
-    for deletion in deletions:
-        if deletion.digest not in seen:
-            seen.add(deletion.digest)
-            unique.append(deletion)
-    return unique
+    return deletions
 
 
 def _modelpack_tag(model: str) -> str:
