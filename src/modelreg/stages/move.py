@@ -225,17 +225,7 @@ def _commit_or_propose(
     if state is not None:
         _remember_own(repository, policy, state, record, envelope, record_digest, check)
     _move_tag(repository, record.stage, policy)
-    archived = None
-    notes: list[str] = []
-    if (
-        record.stage == PRODUCTION
-        and record.replaces
-        and record.replaces != record.digest
-        and record.action in ("promote", "rollback")
-    ):
-        archived, note = _archive(repository, record.replaces, key, policy, state)
-        if note:
-            notes.append(note)
+    archived, notes = _archive_former_production(repository, record, key, policy, state)
     return Outcome(
         "promoted",
         record.stage,
@@ -245,7 +235,7 @@ def _commit_or_propose(
         check.valid_signers,
         check.threshold,
         archived,
-        tuple(notes),
+        notes,
         proposal,
     )
 
@@ -278,19 +268,28 @@ def _remember_own(
         )
 
 
-def _archive(
+def _archive_former_production(
     repository: Repository,
-    digest: str,
+    record: PromotionRecord,
     key: SigningKey,
     policy: TrustPolicy,
     state: TrustState | None = None,
-) -> tuple[Outcome | None, str | None]:
-    """Record the former production model in ``archived``, signed by the same key."""
+) -> tuple[Outcome | None, tuple[str, ...]]:
+    """Record the model a production move replaced in ``archived``, signed by the same key."""
+    if (
+        record.stage != PRODUCTION
+        or not record.replaces
+        or record.replaces == record.digest
+        or record.action not in ("promote", "rollback")
+    ):
+        return None, ()
     try:
-        outcome = promote(repository, digest, ARCHIVED, key, policy, action="archive", state=state)
-        return outcome, None
+        outcome = promote(
+            repository, record.replaces, ARCHIVED, key, policy, action="archive", state=state
+        )
+        return outcome, ()
     except PolicyError as exc:
-        return None, f"not archived: {exc.message}"
+        return None, (f"not archived: {exc.message}",)
 
 
 def _move_tag(repository: Repository, stage: str, policy: TrustPolicy) -> None:
