@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ from ..promotion import PromotionRecord, pending_tag, read_record, record_tag, s
 from ..signing import IN_TOTO_PAYLOAD_TYPE, Envelope, SigningKey, add_signature, sign_envelope
 from ..store.base import Repository
 from ..timeutil import format_time, now_utc
-from ..trust_state import Accepted, TrustState
+from ..trust_state import TrustState
 from ..versions import version_of
 from .chain import (
     check_binding,
@@ -26,6 +25,7 @@ from .chain import (
     stage_sequences,
 )
 from .gates import check_gates
+from .verify import VerifiedStage, accept_head
 
 ARCHIVED = "archived"
 PRODUCTION = "production"
@@ -250,22 +250,21 @@ def _remember_own(
     check: SignatureCheck,
 ) -> None:
     """A promoter accepts the record it just committed: it signed it over a checked base."""
+    committed = VerifiedStage(
+        repository.name,
+        record.stage,
+        record.digest,
+        record.version,
+        record.sequence,
+        record_digest,
+        sha256_digest(envelope.payload),
+        check.valid_signers,
+        record.issued_at,
+        record.expires_at,
+        record.replaces,
+    )
     with contextlib.suppress(VerificationError):  # a newer head is already remembered
-        state.accept(
-            stage_key(repository, record.stage, policy),
-            Accepted(
-                sequence=record.sequence,
-                payload=sha256_digest(envelope.payload),
-                record=record_digest,
-                target=record.digest,
-                version=record.version,
-                verified_at=time.time(),
-                signers=list(check.valid_signers),
-                issued_at=record.issued_at,
-                expires_at=record.expires_at,
-                replaces=record.replaces,
-            ),
-        )
+        accept_head(state, stage_key(repository, record.stage, policy), committed)
 
 
 def _archive_former_production(

@@ -223,7 +223,7 @@ def _verify_once(
     if check_tag:
         _check_tag(repository, stage, result, lookups, lag=tag_may_lag, may_reread=may_reread)
     if state is not None:
-        _accept(state, key, result)
+        accept_head(state, key, result)
     return result
 
 
@@ -363,7 +363,8 @@ def _check_tag(
     )
 
 
-def _accept(state: TrustState, key: str, result: VerifiedStage) -> None:
+def accept_head(state: TrustState, key: str, result: VerifiedStage) -> None:
+    """Remember ``result`` as the head this client accepted (see :class:`TrustState`)."""
     state.accept(
         key,
         Accepted(
