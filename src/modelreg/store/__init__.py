@@ -11,8 +11,9 @@ from ..reference import Reference
 from . import credentials
 from .base import Repository, Store
 from .layout import LayoutRepository, LayoutStore, layout_directory
+from .options import RegistryOptions
 from .remote import RemoteRepository
-from .transport import RegistryOptions, Transport
+from .transport import Transport
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
