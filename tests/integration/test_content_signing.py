@@ -361,18 +361,17 @@ def test_reader_rejects_unsafe_names(keys: Path, name: str) -> None:
         parse_bundle(json.dumps(bundle).encode())
 
 
-# ----- OCI 1.1 referrers (once the anchor tag has left sha256-<hex>) ------------------------
+# ----- OCI 1.1 referrers -------------------------------------------------------------------
 
 
-def test_bundles_as_referrers_when_the_anchor_allows(
-    stores: Stores, keys: Path, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_bundles_are_referrers_and_other_tools_bundles_count(
+    stores: Stores, keys: Path, target: str, tmp_path: Path
 ) -> None:
     from modelreg import content_signatures
     from modelreg.content_signing import BUNDLE_MEDIA_TYPE
     from modelreg.oci import IMAGE_MANIFEST, Manifest
     from modelreg.store.referrers import attach_referrer, list_referrers
 
-    monkeypatch.setattr(content_signatures, "_as_referrer", lambda subject: True)
     model = write_model(tmp_path / "m", large=1024)
     alice = load_signing_key(keys / "alice.key")
     pushed = api.push(model, target, capture=False, sign=alice, stores=stores)
