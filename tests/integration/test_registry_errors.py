@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile_registry import HostileRegistry, Reply, error_reply
+from helpers.hostile_registry import HostileRegistry, Reply, error_reply
 
 from modelreg.errors import AuthError, ModelregError, RegistryError
 from modelreg.reference import parse_reference
