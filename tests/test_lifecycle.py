@@ -21,6 +21,7 @@ from modelreg.store import Stores
 ROOT = Path(__file__).resolve().parent.parent
 
 PINNED_EXPORTS = [
+    "CopyResult",
     "GcReport",
     "History",
     "HistoryEntry",
