@@ -12,15 +12,52 @@ from typing import TYPE_CHECKING
 
 from .copies import layer_of_content, model_annotations, read_layer
 from .errors import IntegrityError
-from .oci import Manifest, layer_title
+from .oci import Descriptor, Manifest, layer_title
 from .packing import read_single_file
 from .store.base import Repository
 from .transfer import ANNOTATION_FILES, model_layers
 
 if TYPE_CHECKING:
+    from ._results import ModelInfo
     from .lineage import Lineage
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
+
+
+def model_info(
+    repository: Repository, descriptor: Descriptor, manifest: Manifest, version: int | None
+) -> ModelInfo:
+    """What :func:`~modelreg.api.inspect` reports: a modelreg image's lineage, files and
+    freeze list, or what a foreign form (ModelPack, ModelKit) says of itself."""
+    from . import formats
+    from ._results import ModelInfo
+
+    size = sum(layer.size for layer in manifest.layers)
+    if formats.form_of(manifest) != formats.IMAGE:
+        foreign = formats.read_lineage(repository, manifest)
+        assert foreign is not None
+        return ModelInfo(
+            repository=repository.name,
+            digest=descriptor.digest,
+            media_type=descriptor.media_type,
+            size=size,
+            manifest=manifest,
+            version=version,
+            lineage=foreign,
+            files=formats.files_of(manifest),
+        )
+    lineage = read_lineage(repository, manifest)
+    return ModelInfo(
+        repository=repository.name,
+        digest=descriptor.digest,
+        media_type=descriptor.media_type,
+        size=size,
+        manifest=manifest,
+        version=version,
+        lineage=lineage,
+        files=model_files(manifest),
+        packages=freeze_list(repository, manifest, lineage),
+    )
 
 
 def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:

@@ -1,7 +1,12 @@
 """What a user does with models, as plain functions: push, pull, inspect, copy, tag, list.
 
 The CLI is a thin layer over these; a training script calls :func:`push` with the
-lineage it knows and lets the rest be captured.
+lineage it knows and lets the rest be captured. Each function opens its own
+:class:`~modelreg.store.Stores` (and closes it) unless given one.
+
+Errors are :class:`~modelreg.errors.ModelregError` subclasses with a message and a
+hint. Besides those each function names under ``Raises:``, any call that reaches a
+registry may raise AuthError, RegistryUnavailable or RegistryError.
 """
 
 from __future__ import annotations
@@ -12,25 +17,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._model_reading import freeze_list, model_files, read_lineage
+from . import _push_parts as parts
+from ._login import login, logout
+from ._model_reading import model_info, read_lineage
 from ._open import default_trust, is_stage, open_reference
 from ._results import CopyResult, ModelInfo, PullResult, PushResult
-from .digest import hex_part
-from .errors import AuthError, InvalidInput, NotFound, RegistryError
-from .hashcache import DigestCache
+from .errors import InvalidInput, NotFound
 from .oci import EMPTY_JSON_BYTES, Descriptor, layer_title
-from .packing import LayerPlan
-from .reference import Reference, parse_reference, parse_registry_host
-from .store import RegistryOptions, Stores, credentials, opened
-from .store.base import Repository
-from .store.transport import Transport
+from .reference import Reference, parse_reference
+from .store import Stores, opened
 from .transfer import (
     Progress,
     TransferEvent,
     copy_manifest,
     fetch_model_manifest,
     known_image,
-    meta_layer,
     pull_model,
     push_model,
 )
@@ -57,10 +58,6 @@ if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads n
 
 def _reference(value: str | Reference) -> Reference:
     return value if isinstance(value, Reference) else parse_reference(value)
-
-
-def digest_cache(stores: Stores) -> DigestCache:
-    return DigestCache(stores.home / "cache" / "digests.sqlite")
 
 
 def push(
@@ -100,9 +97,11 @@ def push(
     ``sign`` attaches an OpenSSF model-signing content signature of the files made
     with that key; ``signature`` attaches one made by ``model_signing sign key``,
     refused (VerificationError) unless it covers exactly the files pushed.
-    """
-    from . import lineage as lineage_mod
 
+    Raises: InvalidInput (a digest reference, bad lineage, annotations or aliases),
+    NotFound (no such path), ConflictError (an alias held by another version),
+    VerificationError (``signature`` does not cover the files), IntegrityError.
+    """
     with opened(stores) as stores:
         target = _reference(repository)
         if target.digest:
@@ -113,44 +112,21 @@ def push(
         repo = stores.repository(target)
         aliases = tuple(aliases) + ((target.tag,) if target.tag else ())
         check_aliases(repo, aliases)
-        cache = digest_cache(stores)
-        content_bundle = _content_bundle(path, sign, signature, cache)
-        given, captured = lineage_mod.capture_lineage(
-            code_dir=Path(code_dir)
-            if (capture and code_dir is not None and lineage is None)
-            else None,
+        cache = parts.digest_cache(stores)
+        content_bundle = parts.content_bundle(path, sign, signature, cache)
+        lineage, packages = parts.push_lineage(
+            lineage,
+            packages,
+            capture=capture,
+            code_dir=code_dir,
             data=data,
             params=params,
             metrics=metrics,
             annotations=annotations,
             description=description,
-            capture_env=capture and lineage is None,
             file_sha256=lambda p: cache.file_sha256(p),
         )
-        if lineage is None:
-            lineage = given
-            packages = packages if packages is not None else captured
-        else:
-            # a full lineage given: the explicit keyword fields still override its fields
-            explicit = {
-                "data": bool(data),
-                "params": params is not None,
-                "metrics": metrics is not None,
-                "annotations": annotations is not None,
-                "description": description is not None,
-            }
-            lineage = lineage_mod.with_fields(
-                lineage, given, [k for k, on in explicit.items() if on]
-            )
-        meta: list[LayerPlan] = []
-
-        def store_blob(name: str, content: bytes) -> str:
-
-            plan, digest = meta_layer(name, content)
-            meta.append(plan)
-            return digest
-
-        manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
+        manifest_annotations, meta = parts.lineage_layout(lineage, packages)
         # every digest known from the cache: the manifest is known before anything is sent,
         # and a push of a model that already has its version is two reads
         known = known_image(
@@ -162,7 +138,7 @@ def push(
             for layer in known.manifest.layers:
                 title = layer_title(layer) or layer.digest
                 report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
-            _attach_content(repo, known.descriptor, content_bundle)
+            parts.attach_content(repo, known.descriptor, content_bundle)
             return PushResult(
                 repository=repo.name,
                 digest=found.digest,
@@ -171,7 +147,9 @@ def push(
                 existed=True,
                 size=sum(layer.size for layer in known.manifest.layers),
                 uploaded=0,
-                modelpack=_modelpack_form(repo, found, lineage, Path(path)) if modelpack else None,
+                modelpack=parts.modelpack_form(repo, found, lineage, Path(path))
+                if modelpack
+                else None,
             )
         pushed = push_model(
             repo,
@@ -192,7 +170,7 @@ def push(
             unversioned=looked_up and found is None,
             record_blob_present=True,
         )
-        _attach_content(repo, pushed.descriptor, content_bundle)
+        parts.attach_content(repo, pushed.descriptor, content_bundle)
         return PushResult(
             repository=repo.name,
             digest=published.digest,
@@ -202,51 +180,17 @@ def push(
             size=sum(layer.size for layer in pushed.manifest.layers),
             uploaded=pushed.uploaded_bytes,
             aliases=aliases,
-            modelpack=_modelpack_form(repo, published, lineage, Path(path)) if modelpack else None,
+            modelpack=parts.modelpack_form(repo, published, lineage, Path(path))
+            if modelpack
+            else None,
         )
 
 
-def _content_bundle(
-    path: str | Path, sign: SigningKey | None, signature: str | Path | None, cache: DigestCache
-) -> bytes | None:
-    if sign is None and signature is None:
-        return None
-    from .content_signatures import bundle_for_push
-
-    return bundle_for_push(
-        Path(path),
-        sign,
-        Path(signature) if signature else None,
-        lambda file: hex_part(cache.file_sha256(file)),
-    )
-
-
-def _attach_content(repo: Repository, model: Descriptor, bundle: bytes | None) -> None:
-    if bundle is not None:
-        from .content_signatures import attach
-
-        attach(repo, model, bundle)
-
-
-def _modelpack_form(
-    repository: Repository, published: Published, lineage: Lineage, path: Path | None
-) -> dict[str, str]:
-    """Publish (or find) the version's ModelPack form; ``path``: the pushed files, if here."""
-    from .formats.publish import publish_modelpack
-
-    form = publish_modelpack(
-        repository,
-        published.digest,
-        version=published.version,
-        created=published.created,
-        lineage=lineage,
-        source=None if path is None else path if path.is_dir() else path.parent,
-    )
-    return form.to_dict()
-
-
 def add_modelpack(reference: str | Reference, *, stores: Stores | None = None) -> dict[str, str]:
-    """Give an already pushed version its ModelPack form (the same blobs); idempotent."""
+    """Give an already pushed version its ModelPack form (the same blobs); idempotent.
+
+    Raises: NotFound (no such model, or it has no version), InvalidInput, IntegrityError.
+    """
     with opened(stores) as stores:
         repo, identifier = open_reference(stores, reference)
         descriptor, _, manifest = fetch_model_manifest(repo, identifier)
@@ -256,7 +200,7 @@ def add_modelpack(reference: str | Reference, *, stores: Stores | None = None) -
                 f"{repo.name}@{descriptor.digest} has no version",
                 "push the model with modelreg push first (or run 'modelreg versions --repair')",
             )
-        return _modelpack_form(repo, found, read_lineage(repo, manifest), None)
+        return parts.modelpack_form(repo, found, read_lineage(repo, manifest), None)
 
 
 def pull(
@@ -275,6 +219,10 @@ def pull(
     ``signature`` names a file to write the model's content signature to, one that
     ``model_signing verify key DESTINATION --signature FILE`` accepts; with trusted
     keys (``trust`` or the configured default) only one by a trusted key.
+
+    Raises: NotFound, InvalidInput (``destination`` not empty without ``force``),
+    IntegrityError (a byte that does not match its digest), VerificationError and
+    PolicyError (a stage that does not verify).
     """
     with opened(stores) as stores:
         repo, identifier = open_reference(stores, reference, trust)
@@ -301,38 +249,16 @@ def inspect(
     stores: Stores | None = None,
     with_version: bool = True,
 ) -> ModelInfo:
-    """The manifest, version, files and lineage of a model, without downloading its files."""
+    """The manifest, version, files and lineage of a model, without downloading its files.
+
+    Raises: NotFound, InvalidInput, IntegrityError; VerificationError and PolicyError
+    (a stage that does not verify).
+    """
     with opened(stores) as stores:
         repo, identifier = open_reference(stores, reference, trust)
         descriptor, _, manifest = fetch_model_manifest(repo, identifier)
         found = find_version(repo, descriptor.digest) if with_version else None
-        from . import formats
-
-        if formats.form_of(manifest) != formats.IMAGE:
-            foreign = formats.read_lineage(repo, manifest)
-            assert foreign is not None
-            return ModelInfo(
-                repository=repo.name,
-                digest=descriptor.digest,
-                media_type=descriptor.media_type,
-                size=sum(layer.size for layer in manifest.layers),
-                manifest=manifest,
-                version=found.version if found else None,
-                lineage=foreign,
-                files=formats.files_of(manifest),
-            )
-        lineage = read_lineage(repo, manifest)
-        return ModelInfo(
-            repository=repo.name,
-            digest=descriptor.digest,
-            media_type=descriptor.media_type,
-            size=sum(layer.size for layer in manifest.layers),
-            manifest=manifest,
-            version=found.version if found else None,
-            lineage=lineage,
-            files=model_files(manifest),
-            packages=freeze_list(repo, manifest, lineage),
-        )
+        return model_info(repo, descriptor, manifest, found.version if found else None)
 
 
 def inspect_any(
@@ -342,7 +268,11 @@ def inspect_any(
     stores: Stores | None = None,
 ) -> tuple[str, Descriptor, dict[str, Any]]:
     """Any manifest or index as stored (a foreign image, a chart, an index): name,
-    descriptor and JSON body, verified against its digest."""
+    descriptor and JSON body, verified against its digest.
+
+    Raises: NotFound, InvalidInput, IntegrityError (not JSON, or not its digest);
+    VerificationError and PolicyError (a stage that does not verify).
+    """
     from ._json import load_json_object
     from .oci import MAX_MANIFEST_BYTES
 
@@ -362,6 +292,10 @@ def copy(
     """Copy one model (and what it references) between any two stores; digest preserved.
 
     Returns where it went: the destination repository, the digest and its version there.
+
+    Raises: InvalidInput (a digest destination, a bad alias), NotFound,
+    ConflictError (the alias names another version), IntegrityError;
+    VerificationError and PolicyError (a stage source that does not verify).
     """
     with opened(stores) as stores:
         src = _reference(source)
@@ -399,6 +333,8 @@ def mirror(
     Versions keep their numbers, aliases, version records and digests; promotion
     records and stage tags come along so the destination verifies with the same
     trust policy. Safe to run again after an interruption: it finishes.
+
+    Raises: InvalidInput, NotFound, IntegrityError, VerificationError, PolicyError.
     """
     from . import lifecycle  # here: a push need not load the mirror and gc code
 
@@ -418,6 +354,9 @@ def gc(
 
     Stage chains are verified against ``policy`` (or the configured default) when
     there is one; without any, they are read unverified.
+
+    Raises: InvalidInput, NotFound, VerificationError and PolicyError (a stage chain
+    that does not verify: nothing is deleted).
     """
     from . import lifecycle
 
@@ -427,6 +366,10 @@ def gc(
 
 
 def tag(reference: str | Reference, alias: str, *, stores: Stores | None = None) -> str:
+    """Add the alias tag ``alias`` to the model ``reference`` names; returns its digest.
+
+    Raises: InvalidInput (a reserved or malformed alias), NotFound, ConflictError.
+    """
     with opened(stores) as stores:
         repo, identifier = open_reference(stores, reference)
         return tag_alias(repo, identifier, alias)
@@ -438,7 +381,10 @@ def versions(
     where: Sequence[str] = (),
     stores: Stores | None = None,
 ) -> list[VersionInfo]:
-    """Every version of a repository, optionally filtered by lineage conditions."""
+    """Every version of a repository, optionally filtered by lineage conditions.
+
+    Raises: InvalidInput (a malformed ``where``), NotFound, IntegrityError.
+    """
     with opened(stores) as stores:
         ref = _reference(repository)
         if not where:
@@ -462,8 +408,12 @@ def diff(
     trust: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """What changed from ``first`` to ``second``, grouped by lineage part and files."""
-    from . import lineage as lineage_mod
+    """What changed from ``first`` to ``second``, grouped by lineage part and files.
+
+    Raises: NotFound, InvalidInput, IntegrityError; VerificationError and PolicyError
+    (a stage that does not verify).
+    """
+    from ._model_diff import model_changes
 
     with opened(stores) as stores:
         sides = []
@@ -471,52 +421,25 @@ def diff(
             repo, identifier = open_reference(stores, reference, trust)
             _, _, manifest = fetch_model_manifest(repo, identifier)
             sides.append((repo, manifest, read_lineage(repo, manifest)))
-        (repo_a, manifest_a, lineage_a), (repo_b, manifest_b, lineage_b) = sides
-        grouped = lineage_mod.diff_lineage(lineage_a, lineage_b)
-        out: dict[str, list[dict[str, Any]]] = {
-            group: [_change(c.path, c.before, c.after) for c in changes]
-            for group, changes in grouped.items()
-        }
-        packages = [
-            freeze_list(repo, manifest, lin)
-            for repo, manifest, lin in (
-                (repo_a, manifest_a, lineage_a),
-                (repo_b, manifest_b, lineage_b),
-            )
-        ]
-        out["environment"].extend(
-            _change(f"packages.{name}", packages[0].get(name), packages[1].get(name))
-            for name in sorted(set(packages[0]) | set(packages[1]))
-            if packages[0].get(name) != packages[1].get(name)
-        )
-        files_a, files_b = model_files(manifest_a), model_files(manifest_b)
-        out["files"] = [
-            _change(name, files_a.get(name), files_b.get(name))
-            for name in sorted(set(files_a) | set(files_b))
-            if files_a.get(name) != files_b.get(name)
-        ]
-        return out
-
-
-def _change(path: str, before: Any, after: Any) -> dict[str, Any]:
-    from . import lineage as lineage_mod
-
-    def plain(value: Any) -> Any:
-        return None if value is lineage_mod.MISSING else value
-
-    return {"path": path, "before": plain(before), "after": plain(after)}
+        return model_changes(sides[0], sides[1])
 
 
 def unversioned(
     repository: str | Reference, listed: Sequence[VersionInfo], *, stores: Stores | None = None
 ) -> list[str]:
-    """Pushed digests that none of ``listed`` (all versions) names: in flight, or a lost claim."""
+    """Pushed digests that none of ``listed`` (all versions) names: in flight, or a lost claim.
+
+    Raises: NotFound, IntegrityError.
+    """
     with opened(stores) as stores:
         return unversioned_digests(stores.repository(_reference(repository)), listed)
 
 
 def repair(repository: str | Reference, *, stores: Stores | None = None) -> list[Published]:
-    """Give every pushed digest that lost a version race the next free number."""
+    """Give every pushed digest that lost a version race the next free number.
+
+    Raises: NotFound, IntegrityError, ConflictError.
+    """
     with opened(stores) as stores:
         return repair_versions(stores.repository(_reference(repository)))
 
@@ -525,7 +448,10 @@ def repair(repository: str | Reference, *, stores: Stores | None = None) -> list
 
 
 def load_key(path: str | Path, passphrase: bytes | None = None) -> SigningKey:
-    """A signing key; the passphrase defaults to $MODELREG_KEY_PASSPHRASE."""
+    """A signing key; the passphrase defaults to $MODELREG_KEY_PASSPHRASE.
+
+    Raises: InvalidInput (no such key, a wrong passphrase, not a signing key).
+    """
     from .signing import load_signing_key
 
     if passphrase is None:
@@ -554,6 +480,10 @@ def promote(
     ``sign_content`` first attaches a content signature of the model's files by ``key``.
     The positional form kept for existing callers; ``modelreg.promote`` is
     :func:`modelreg.lifecycle.promote`, with the CLI's option names.
+
+    Raises: PolicyError (refused by the policy's signers or gates), VerificationError
+    (the chain so far does not verify), ConflictError (a concurrent move), NotFound,
+    InvalidInput.
     """
     from . import lifecycle
 
@@ -577,6 +507,10 @@ def approve(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
+    """Add a signature to a pending k-of-n move of ``stage`` (the positional form).
+
+    Raises: PolicyError, VerificationError, ConflictError, NotFound (no proposal), InvalidInput.
+    """
     from . import lifecycle
 
     approved = lifecycle.approve(reference, to=stage, key=key, policy=policy, stores=stores)
@@ -591,6 +525,11 @@ def rollback(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
+    """Sign a move of ``stage`` back to its previous head (the positional form).
+
+    Raises: PolicyError, VerificationError, ConflictError, NotFound (no earlier head),
+    InvalidInput.
+    """
     from . import lifecycle
 
     rolled = lifecycle.rollback(repository, stage=stage, key=key, policy=policy, stores=stores)
@@ -604,6 +543,10 @@ def history(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> list[stages.HistoryEntry]:
+    """Every promotion record of a repository (or of ``stage``), oldest first.
+
+    Raises: NotFound, InvalidInput; a record that does not verify is reported, not raised.
+    """
     from . import lifecycle
 
     return list(lifecycle.history(repository, stage=stage, policy=policy, stores=stores))
@@ -615,14 +558,21 @@ def verify(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.VerifiedStage:
-    """Verify a stage's whole chain and its tag; remember the head so replays are refused."""
+    """Verify a stage's whole chain and its tag; remember the head so replays are refused.
+
+    Raises: VerificationError (a bad signature, a replayed or moved tag), PolicyError,
+    NotFound, InvalidInput (no trusted keys).
+    """
     from . import lifecycle
 
     return lifecycle.verify(reference, policy=policy, stores=stores)
 
 
 def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:
-    """Whether ``reference`` is a stage (``fraud:production``) rather than a version."""
+    """Whether ``reference`` is a stage (``fraud:production``) rather than a version.
+
+    Raises: InvalidInput (a malformed reference).
+    """
     ref = _reference(reference)
     if not ref.tag or ref.digest:
         return False
@@ -639,6 +589,9 @@ def verify_content(
     """Verify a version's content signatures against the trusted keys; who signed.
 
     VerificationError when no signature by a trusted key covers exactly its files.
+
+    Raises: InvalidInput (no trusted keys), NotFound, VerificationError (no signature
+    by a trusted key covers exactly its files), PolicyError.
     """
     from . import content_signatures
 
@@ -658,39 +611,6 @@ def verify_content(
         found = content_signatures.verify_model(repo, digest.digest, keys, str(ref))
         signers = tuple(dict.fromkeys(trust.name_of(item.key.key_id) for item in found))
         return content_signatures.ContentVerification(repo.name, digest.digest, signers)
-
-
-def login(host: str, username: str, secret: str, *, stores: Stores | None = None) -> str:
-    """Check the credentials against the registry, then store them as docker login does.
-
-    Returns where they were stored (config.json or a credential helper).
-    Nothing is stored when the registry refuses them.
-    """
-    host = parse_registry_host(host)
-    if not username or not secret:
-        raise InvalidInput("login needs a username and a password", "pass -u USER and the password")
-    with opened(stores) as stores:
-        creds = credentials.Credentials(username, secret)
-        transport = Transport(host, stores.options, lambda: creds)
-        try:
-            response = transport.request("GET", "/v2/", scope="")
-            response.close()
-            if response.status_code != 200:
-                raise RegistryError(f"registry {host} answered HTTP {response.status_code} on /v2/")
-        except AuthError:
-            raise AuthError(
-                f"registry {host} rejected the username or password for {username!r}",
-                "check them and log in again; nothing was stored",
-            ) from None
-        finally:
-            transport.close()
-        return credentials.save(host, creds, helper_timeout=stores.options.helper_timeout)
-
-
-def logout(host: str, *, stores: Stores | None = None) -> bool:
-    """Forget the stored credentials for ``host``; whether there were any."""
-    options = stores.options if stores is not None else RegistryOptions.from_env()
-    return credentials.remove(parse_registry_host(host), helper_timeout=options.helper_timeout)
 
 
 __all__ = [
