@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _push_parts as parts
 from ._login import login, logout
 from ._model_reading import model_info, read_lineage
-from ._open import default_trust, is_stage, open_reference
+from ._open import default_trust, names_stage, open_reference
 from ._results import CopyResult, ModelInfo, PullResult, PushResult
+from ._stage_calls import approve, history, promote, rollback, verify
 from .errors import InvalidInput, NotFound
 from .oci import EMPTY_JSON_BYTES, Descriptor, layer_title
 from .reference import Reference, parse_reference
@@ -49,7 +50,7 @@ from .versions import (
 from .versions import unversioned as unversioned_digests
 
 if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads no crypto
-    from . import content_signatures, retention, stages
+    from . import content_signatures, retention
     from .lineage import Lineage
     from .mirror import MirrorResult
     from .policy import TrustPolicy
@@ -444,7 +445,7 @@ def repair(repository: str | Reference, *, stores: Stores | None = None) -> list
         return repair_versions(stores.repository(_reference(repository)))
 
 
-# ----- stages ------------------------------------------------------------------------------
+# ----- stages (promote, approve, rollback, history, verify: see _stage_calls) --------------
 
 
 def load_key(path: str | Path, passphrase: bytes | None = None) -> SigningKey:
@@ -463,121 +464,6 @@ def passphrase_from_env() -> bytes | None:
     """$MODELREG_KEY_PASSPHRASE as bytes; None when it is unset or empty."""
     value = os.environ.get("MODELREG_KEY_PASSPHRASE")
     return value.encode() if value else None
-
-
-def promote(
-    reference: str | Reference,
-    stage: str,
-    key: SigningKey,
-    *,
-    policy: TrustPolicy | None = None,
-    expires_in: timedelta | None = None,
-    stores: Stores | None = None,
-    sign_content: bool = False,
-) -> stages.Outcome:
-    """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware).
-
-    ``sign_content`` first attaches a content signature of the model's files by ``key``.
-    The positional form kept for existing callers; ``modelreg.promote`` is
-    :func:`modelreg.lifecycle.promote`, with the CLI's option names.
-
-    Raises: PolicyError (refused by the policy's signers or gates), VerificationError
-    (the chain so far does not verify), ConflictError (a concurrent move), NotFound,
-    InvalidInput.
-    """
-    from . import lifecycle
-
-    moved = lifecycle.promote(
-        reference,
-        to=stage,
-        key=key,
-        policy=policy,
-        expires=expires_in,
-        stores=stores,
-        sign_content=sign_content,
-    )
-    return moved.outcome
-
-
-def approve(
-    reference: str | Reference,
-    stage: str,
-    key: SigningKey,
-    *,
-    policy: TrustPolicy | None = None,
-    stores: Stores | None = None,
-) -> stages.Outcome:
-    """Add a signature to a pending k-of-n move of ``stage`` (the positional form).
-
-    Raises: PolicyError, VerificationError, ConflictError, NotFound (no proposal), InvalidInput.
-    """
-    from . import lifecycle
-
-    approved = lifecycle.approve(reference, to=stage, key=key, policy=policy, stores=stores)
-    return approved.outcome
-
-
-def rollback(
-    repository: str | Reference,
-    stage: str,
-    key: SigningKey,
-    *,
-    policy: TrustPolicy | None = None,
-    stores: Stores | None = None,
-) -> stages.Outcome:
-    """Sign a move of ``stage`` back to its previous head (the positional form).
-
-    Raises: PolicyError, VerificationError, ConflictError, NotFound (no earlier head),
-    InvalidInput.
-    """
-    from . import lifecycle
-
-    rolled = lifecycle.rollback(repository, stage=stage, key=key, policy=policy, stores=stores)
-    return rolled.outcome
-
-
-def history(
-    repository: str | Reference,
-    *,
-    stage: str | None = None,
-    policy: TrustPolicy | None = None,
-    stores: Stores | None = None,
-) -> list[stages.HistoryEntry]:
-    """Every promotion record of a repository (or of ``stage``), oldest first.
-
-    Raises: NotFound, InvalidInput; a record that does not verify is reported, not raised.
-    """
-    from . import lifecycle
-
-    return list(lifecycle.history(repository, stage=stage, policy=policy, stores=stores))
-
-
-def verify(
-    reference: str | Reference,
-    *,
-    policy: TrustPolicy | None = None,
-    stores: Stores | None = None,
-) -> stages.VerifiedStage:
-    """Verify a stage's whole chain and its tag; remember the head so replays are refused.
-
-    Raises: VerificationError (a bad signature, a replayed or moved tag), PolicyError,
-    NotFound, InvalidInput (no trusted keys).
-    """
-    from . import lifecycle
-
-    return lifecycle.verify(reference, policy=policy, stores=stores)
-
-
-def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:
-    """Whether ``reference`` is a stage (``fraud:production``) rather than a version.
-
-    Raises: InvalidInput (a malformed reference).
-    """
-    ref = _reference(reference)
-    if not ref.tag or ref.digest:
-        return False
-    with opened(stores) as stores:
-        return is_stage(stores.repository(ref), ref.tag)
 
 
 def verify_content(
@@ -619,17 +505,23 @@ __all__ = [
     "PullResult",
     "PushResult",
     "add_modelpack",
+    "approve",
     "copy",
     "diff",
     "gc",
+    "history",
     "inspect",
     "login",
     "logout",
     "mirror",
+    "names_stage",
+    "promote",
     "pull",
     "push",
     "repair",
+    "rollback",
     "stage_names",
     "tag",
+    "verify",
     "versions",
 ]
