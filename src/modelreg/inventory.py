@@ -20,8 +20,7 @@ from .digest import is_digest
 from .errors import NotFound
 from .oci import Descriptor
 from .promotion import parse_record_tag
-from .store.base import Repository
-from .store.layout import LayoutRepository
+from .store.base import LocalMaintenance, Repository
 from .versions import is_internal_tag, parse_version_tag, stage_names
 
 _VERSION_RECORD = re.compile(r"sha256-([a-f0-9]{64})\.version")
@@ -36,7 +35,7 @@ def read_tags(repository: Repository, *, missing_ok: bool = False) -> dict[str, 
     a repository that does not exist reads as empty (a mirror's fresh destination).
     """
     try:
-        if isinstance(repository, LayoutRepository):
+        if isinstance(repository, LocalMaintenance):
             if missing_ok and not repository.exists():
                 return {}
             repository.list_tags()  # raises NotFound for a missing repository

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from ..digest import CHUNK, Readable, VerifyingReader
 from ..errors import IntegrityError, NotFound
@@ -160,6 +160,33 @@ def parse_claim_tag(name: str) -> tuple[str, str, str] | None:
 
 class Store(Protocol):
     def repository(self, name: str) -> Repository: ...
+
+
+@runtime_checkable
+class LocalMaintenance(Protocol):
+    """What a store on this machine can do beyond :class:`Repository`, checked at runtime
+    (``isinstance(repository, LocalMaintenance)``): read every tag at once, and keep its
+    own blobs (a registry collects its garbage itself)."""
+
+    def exists(self) -> bool: ...
+
+    def tag_map(self) -> dict[str, Descriptor]:
+        """Every tag and its manifest in one read."""
+        ...
+
+    def manifest_digests(self) -> list[str]: ...
+
+    def referenced_blobs(self) -> set[str]: ...
+
+    def blob_sizes(self) -> dict[str, tuple[int, float]]:
+        """Every blob's size and modification time."""
+        ...
+
+    def list_blobs(self) -> list[str]: ...
+
+    def sweep_blobs(self, candidates: Iterable[str]) -> int:
+        """Delete the ``candidates`` nothing references any longer; the bytes freed."""
+        ...
 
 
 def iter_file(path_handle: Readable, chunk: int) -> Iterator[bytes]:
