@@ -25,7 +25,9 @@ from ._results import CopyResult, ModelInfo, PullResult, PushResult
 from ._stage_calls import approve, history, promote, rollback, verify
 from .errors import InvalidInput, NotFound
 from .oci import EMPTY_JSON_BYTES, Descriptor, layer_title
+from .parallel import concurrency_from
 from .reference import Reference, parse_reference
+from .safetensors import describe_model
 from .store import Stores, opened
 from .transfer import (
     Progress,
@@ -80,6 +82,7 @@ def push(
     progress: Progress | None = None,
     sign: SigningKey | None = None,
     signature: str | Path | None = None,
+    concurrency: int | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
 
@@ -91,7 +94,8 @@ def push(
     kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
     recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
     ``packages``, its freeze list); the keyword fields above, when given, still
-    override that lineage's fields one by one. Bad input (lineage, annotations too
+    override that lineage's fields one by one. ``concurrency`` layers are uploaded at
+    once (default 4, or ``MODELREG_CONCURRENCY``). Bad input (lineage, annotations too
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
 
@@ -104,6 +108,7 @@ def push(
     VerificationError (``signature`` does not cover the files), IntegrityError.
     """
     with opened(stores) as stores:
+        concurrency = concurrency_from(concurrency)
         target = _reference(repository)
         if target.digest:
             raise InvalidInput(
@@ -128,6 +133,7 @@ def push(
             file_sha256=lambda p: cache.file_sha256(p),
         )
         manifest_annotations, meta = parts.lineage_layout(lineage, packages)
+        manifest_annotations.update(describe_model(Path(path)))  # safetensors headers, not weights
         # every digest known from the cache: the manifest is known before anything is sent,
         # and a push of a model that already has its version is two reads
         known = known_image(
@@ -161,6 +167,7 @@ def push(
             progress=progress,
             push_manifest=False,  # publish pushes it, under its anchor tag
             extra_blobs=[EMPTY_JSON_BYTES],  # the version record's, mounted like the rest
+            concurrency=concurrency,
         )
         looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
         published = publish(
@@ -213,6 +220,9 @@ def pull(
     stores: Stores | None = None,
     progress: Progress | None = None,
     signature: str | Path | None = None,
+    concurrency: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> PullResult:
     """Write a model's files into ``destination``, every byte verified, all or nothing.
 
@@ -220,14 +230,38 @@ def pull(
     ``signature`` names a file to write the model's content signature to, one that
     ``model_signing verify key DESTINATION --signature FILE`` accepts; with trusted
     keys (``trust`` or the configured default) only one by a trusted key.
+    ``concurrency`` layers are downloaded at once (default 4, or ``MODELREG_CONCURRENCY``).
+    ``include``/``exclude`` globs select files: only layers holding a wanted file are
+    downloaded, and only wanted files are written. A pull that was killed or cut off
+    resumes: the next one asks the registry only for the bytes it did not get.
 
-    Raises: NotFound, InvalidInput (``destination`` not empty without ``force``),
+    Raises: NotFound, InvalidInput (``destination`` not empty without ``force``, a
+    selection with ``signature``),
     IntegrityError (a byte that does not match its digest), VerificationError and
     PolicyError (a stage that does not verify).
     """
+    from .partial import PARTIAL_DIR, PartialArea
+    from .selection import Selection
+
     with opened(stores) as stores:
+        concurrency = concurrency_from(concurrency)
+        selection = Selection.of(include, exclude)
+        if signature is not None and selection is not None:
+            raise InvalidInput(
+                "a content signature covers every file; it cannot be written for a selection",
+                "pull without --include/--exclude to write --signature",
+            )
         repo, identifier = open_reference(stores, reference, trust)
-        pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+        pulled = pull_model(
+            repo,
+            identifier,
+            Path(destination),
+            force=force,
+            progress=progress,
+            concurrency=concurrency,
+            selection=selection,
+            partial=PartialArea(stores.home / PARTIAL_DIR),
+        )
         if signature is not None:
             from .content_signatures import write_signature
 
@@ -289,6 +323,7 @@ def copy(
     *,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> CopyResult:
     """Copy one model (and what it references) between any two stores; digest preserved.
 
@@ -299,6 +334,7 @@ def copy(
     VerificationError and PolicyError (a stage source that does not verify).
     """
     with opened(stores) as stores:
+        concurrency = concurrency_from(concurrency)
         src = _reference(source)
         dst = _reference(destination)
         src_repo, identifier = open_reference(stores, src)
@@ -307,7 +343,7 @@ def copy(
             raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
         tags = (dst.tag,) if dst.tag else ()
         check_aliases(dst_repo, tags)
-        descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
+        descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress, concurrency)
         _, data = dst_repo.fetch_manifest(descriptor.digest)
         published = publish(dst_repo, data, descriptor.media_type, aliases=tags)
         from .content_signatures import copy_signatures
@@ -328,6 +364,7 @@ def mirror(
     stages: Sequence[str] | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> MirrorResult:
     """Copy a whole repository (``stages=None``: every version) or the given stages' chains.
 
@@ -339,7 +376,14 @@ def mirror(
     """
     from . import lifecycle  # here: a push need not load the mirror and gc code
 
-    return lifecycle.mirror(source, destination, stage=stages, stores=stores, progress=progress)
+    return lifecycle.mirror(
+        source,
+        destination,
+        stage=stages,
+        stores=stores,
+        progress=progress,
+        concurrency=concurrency,
+    )
 
 
 def gc(

@@ -413,14 +413,18 @@ def mirror(
     stage: str | Sequence[str] | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> MirrorResult:
     """Copy a whole repository (every version), or only ``stage``'s chains, to ``destination``.
+
+    ``concurrency`` blobs move at once (default 4, or ``MODELREG_CONCURRENCY``).
 
     Versions keep their numbers, aliases, records and digests; promotion records
     and stage tags come along so the copy verifies with the same trust. Safe to
     run again after an interruption: it finishes.
     """
     from .mirror import mirror as mirror_repository
+    from .parallel import concurrency_from
 
     stages = [stage] if isinstance(stage, str) else list(stage) if stage else None
     with _opened(stores) as opened:
@@ -434,4 +438,10 @@ def mirror(
                     f"{ref.repository}), or copy one model without --all-versions/--stage",
                 )
             repositories.append(opened.repository(ref))
-        return mirror_repository(repositories[0], repositories[1], stages=stages, progress=progress)
+        return mirror_repository(
+            repositories[0],
+            repositories[1],
+            stages=stages,
+            progress=progress,
+            concurrency=concurrency_from(concurrency),
+        )

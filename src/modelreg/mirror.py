@@ -48,7 +48,7 @@ from .promotion import pending_tag
 from .promotion import record_tag as promotion_tag
 from .store.base import Repository
 from .store.referrers import add_to_tag_schema_or_api, fetch_referrer, list_referrers
-from .transfer import Progress, TransferEvent, copy_blob
+from .transfer import Progress, TransferEvent, copy_blobs
 from .versions import version_record_tag, version_tag
 
 _WORKERS = 16
@@ -193,6 +193,7 @@ def mirror(
     *,
     stages: Sequence[str] | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> MirrorResult:
     """Copy every version (``stages=None``) or the given stages' chains; see the module docs."""
     src = Inventory.of(read_tags(source))
@@ -216,7 +217,7 @@ def mirror(
             "nothing was copied; mirror into an empty repository, or remove what conflicts there",
         )
     result = MirrorResult(source.name, destination.name, planned.stages)
-    copier = _Copier(source, destination, dst, result, progress)
+    copier = _Copier(source, destination, dst, result, progress, concurrency)
     for number, digest in planned.versions:
         copier.version(number, digest, planned)
         form = modelpack_tag(digest)  # the version's ModelPack form, where it has one
@@ -264,7 +265,9 @@ class _Copier:
         there: Inventory,
         result: MirrorResult,
         progress: Progress | None,
+        concurrency: int | None = None,
     ) -> None:
+        self.concurrency = concurrency
         self.source = source
         self.destination = destination
         self.there = {tag: found.digest for tag, found in there.tags.items()}
@@ -282,8 +285,9 @@ class _Copier:
         """The manifest's blobs, then the manifest under ``tags`` (all of them, or none)."""
         descriptor, data = self.source.fetch_manifest(digest)
         manifest = Manifest.parse(data, f"manifest {self.source.name}@{digest}")
-        for blob in [manifest.config, *manifest.layers]:
-            action = copy_blob(self.source, self.destination, blob, self._report)
+        blobs = [manifest.config, *manifest.layers]
+        actions = copy_blobs(self.source, self.destination, blobs, self._report, self.concurrency)
+        for blob, action in zip(blobs, actions, strict=True):
             self.result.blobs[action] = self.result.blobs.get(action, 0) + 1
             if action == "copied":
                 self.result.bytes_copied += blob.size

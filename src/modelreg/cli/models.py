@@ -13,6 +13,15 @@ from ..errors import InvalidInput
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import JsonFlag, emit_json, human_size, say, transfer_progress
 
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        help="Layers moved at once (default 4, or MODELREG_CONCURRENCY).",
+        show_default=False,
+    ),
+]
+
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -62,6 +71,7 @@ def push(
         bool,
         typer.Option("--modelpack", help="Also publish the CNCF ModelPack form (same blobs)."),
     ] = False,
+    concurrency: ConcurrencyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model as an immutable, digest-pinned OCI image with its lineage."""
@@ -91,6 +101,7 @@ def push(
             progress=progress,
             sign=signing_key,
             signature=signature,
+            concurrency=concurrency,
         )
     if as_json:
         emit_json(result.to_dict())
@@ -130,11 +141,21 @@ def pull(
             "--signature", help="Write its content signature here, for `model_signing verify`."
         ),
     ] = None,
+    concurrency: ConcurrencyOption = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave out files matching this glob (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull a model's files, every byte verified against its digest, all or nothing.
 
-    A stage (REPO:production) is pulled only after its signed chain verifies.
+    A stage (REPO:production) is pulled only after its signed chain verifies. With
+    --include/--exclude only the layers holding wanted files are downloaded.
     """
     with transfer_progress(not as_json) as progress:
         result = api.pull(
@@ -145,6 +166,9 @@ def pull(
             stores=settings.stores(),
             progress=progress,
             signature=signature,
+            concurrency=concurrency,
+            include=include or (),
+            exclude=exclude or (),
         )
     if as_json:
         emit_json(result.to_dict())
@@ -216,6 +240,7 @@ def copy(
             help="Mirror a stage: its holder, its whole signed chain and the models it names.",
         ),
     ] = None,
+    concurrency: ConcurrencyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Copy a model between any two stores (local ⇄ registry ⇄ registry); digest preserved.
@@ -236,6 +261,7 @@ def copy(
                 stage=stage or None,
                 stores=settings.stores(),
                 progress=progress,
+                concurrency=concurrency,
             )
         if as_json:
             emit_json(result.to_dict())
@@ -252,7 +278,13 @@ def copy(
             say(f"  skipped {skipped}")
         return
     with transfer_progress(not as_json) as progress:
-        copied = api.copy(source, destination, stores=settings.stores(), progress=progress)
+        copied = api.copy(
+            source,
+            destination,
+            stores=settings.stores(),
+            progress=progress,
+            concurrency=concurrency,
+        )
     name, digest = copied.repository, copied.digest
     if as_json:
         emit_json({"repository": name, "digest": digest, "reference": f"{name}@{digest}"})

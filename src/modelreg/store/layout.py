@@ -24,6 +24,7 @@ from typing import IO, Any
 from .._json import load_json_object
 from ..digest import Readable, hex_part, is_digest, verify_bytes
 from ..errors import IntegrityError, InvalidInput, NotFound
+from ..localfs import local_writes
 from ..oci import (
     ANNOTATION_REF_NAME,
     IMAGE_INDEX,
@@ -440,14 +441,19 @@ def _strip_ref_name(descriptor: Descriptor) -> Descriptor:
 
 @contextlib.contextmanager
 def _temporary_file(directory: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """A temp file in ``directory``, removed unless the caller renamed it away."""
-    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle, path
-    finally:
-        path.unlink(missing_ok=True)
+    """A temp file in ``directory``, removed unless the caller renamed it away.
+
+    Every write to the local store goes through here: a full or read-only disk ends
+    as a ModelregError (``localfs``), with the temp file gone.
+    """
+    with local_writes("writing the local store", directory):
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle, path
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

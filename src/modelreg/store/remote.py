@@ -44,6 +44,7 @@ from ..oci import (
     media_type_of,
 )
 from .base import BytesCallback, claim_marker, claim_tag_name, parse_claim_tag
+from .tag_page import parse_tag_page
 from .transport import QuickResponse, Transport
 
 _T = TypeVar("_T")
@@ -99,6 +100,15 @@ class RemoteRepository:
     @contextlib.contextmanager
     def open_blob(self, descriptor: Descriptor) -> Iterator[Readable]:
         blob = _ResumingBlob(self, descriptor.digest)
+        try:
+            yield blob
+        finally:
+            blob.close()
+
+    @contextlib.contextmanager
+    def open_blob_from(self, descriptor: Descriptor, offset: int) -> Iterator[Readable]:
+        """The blob's bytes from ``offset`` on (the caller kept the ones before)."""
+        blob = _ResumingBlob(self, descriptor.digest, offset)
         try:
             yield blob
         finally:
@@ -468,13 +478,8 @@ class RemoteRepository:
                 if response.status_code != 200:
                     raise self._error(response, "listing tags")
                 data = self._read_body(response, MAX_TAG_PAGE_BYTES, f"{self.name}: tag list")
-                try:
-                    page = json.loads(data).get("tags") or []
-                except (ValueError, AttributeError, RecursionError):
-                    raise IntegrityError(f"{self.name}: tag list is not valid JSON") from None
-                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                    raise IntegrityError(f"{self.name}: tag list is malformed")
-                tags.extend(page)
+                what, room = f"{self.name}: tag list", MAX_TAGS - len(tags)
+                tags.extend(parse_tag_page(data, what, room, MAX_TAGS))
                 path = _next_link(response)
         return sorted(set(tags))
 
@@ -623,7 +628,7 @@ class _Body:
     def _broken(self, reason: str) -> RegistryUnavailable:
         return RegistryUnavailable(
             f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
-            "nothing partial was kept; try again",
+            "nothing unverified was trusted; try again (a pull resumes where it broke)",
         )
 
 
@@ -638,10 +643,10 @@ class _ResumingBlob:
     the range and sends the whole blob is read from its start, skipping what we had.
     """
 
-    def __init__(self, repository: RemoteRepository, digest: str) -> None:
+    def __init__(self, repository: RemoteRepository, digest: str, offset: int = 0) -> None:
         self._repository = repository
         self._digest = digest
-        self._offset = 0
+        self._offset = offset
         self._resumes = 0
         self._response: requests.Response | None = None
         self._body = self._open()
