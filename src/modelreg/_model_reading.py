@@ -32,31 +32,26 @@ def model_info(
     from . import formats
     from ._results import ModelInfo
 
-    size = sum(layer.size for layer in manifest.layers)
+    lineage: Lineage | None
+    packages: dict[str, str] = {}
     if formats.form_of(manifest) != formats.IMAGE:
-        foreign = formats.read_lineage(repository, manifest)
-        assert foreign is not None
-        return ModelInfo(
-            repository=repository.name,
-            digest=descriptor.digest,
-            media_type=descriptor.media_type,
-            size=size,
-            manifest=manifest,
-            version=version,
-            lineage=foreign,
-            files=formats.files_of(manifest),
-        )
-    lineage = read_lineage(repository, manifest)
+        lineage = formats.read_lineage(repository, manifest)
+        assert lineage is not None
+        files = formats.files_of(manifest)
+    else:
+        lineage = read_lineage(repository, manifest)
+        files = model_files(manifest)
+        packages = freeze_list(repository, manifest, lineage)
     return ModelInfo(
         repository=repository.name,
         digest=descriptor.digest,
         media_type=descriptor.media_type,
-        size=size,
+        size=sum(layer.size for layer in manifest.layers),
         manifest=manifest,
         version=version,
         lineage=lineage,
-        files=model_files(manifest),
-        packages=freeze_list(repository, manifest, lineage),
+        files=files,
+        packages=packages,
     )
 
 
