@@ -446,7 +446,8 @@ def test_resolver_fetches_a_promoted_modelkit(
             )
         ],
     )
-    copied, digest = api.copy(f"{name}:latest", f"{registry.host}/{unique_repo()}", stores=stores)
+    result = api.copy(f"{name}:latest", f"{registry.host}/{unique_repo()}", stores=stores)
+    copied, digest = result.repository, result.digest
     policy = policy_from_keys([keys / "alice.pub"])
     api.promote(
         f"{copied}@{digest}",

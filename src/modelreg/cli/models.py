@@ -278,13 +278,14 @@ def copy(
             say(f"  skipped {skipped}")
         return
     with transfer_progress(not as_json) as progress:
-        name, digest = api.copy(
+        copied = api.copy(
             source,
             destination,
             stores=settings.stores(),
             progress=progress,
             concurrency=concurrency,
         )
+    name, digest = copied.repository, copied.digest
     if as_json:
         emit_json({"repository": name, "digest": digest, "reference": f"{name}@{digest}"})
         return
