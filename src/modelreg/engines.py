@@ -33,7 +33,7 @@ from .oci import (
     IMAGE_INDEX,
     Descriptor,
     Manifest,
-    layer_title,
+    layer_name,
 )
 from .packing import _END_OF_ARCHIVE, _header, _padded
 from .reference import Reference, is_registry_host, parse_reference, validate_tag
@@ -145,7 +145,7 @@ def _entry(name: str, data: bytes) -> Iterator[bytes]:
 def _blob_entry(
     repository: Repository, descriptor: Descriptor, progress: Progress | None
 ) -> Iterator[bytes]:
-    title = layer_title(descriptor) or descriptor.digest[:19]
+    title = layer_name(descriptor)
     yield _header(_blob_path(descriptor.digest), tarfile.REGTYPE, descriptor.size, 0o644)
     with repository.open_blob(descriptor) as raw:
         reader = VerifyingReader(

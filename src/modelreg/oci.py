@@ -87,6 +87,11 @@ def layer_title(layer: Descriptor) -> str | None:
     return layer.annotations.get(ANNOTATION_LAYER_TITLE) or layer.annotations.get(ANNOTATION_TITLE)
 
 
+def layer_name(layer: Descriptor) -> str:
+    """What progress and errors call a layer: its file name, else a short digest."""
+    return layer_title(layer) or layer.digest[:19]
+
+
 def empty_config_descriptor() -> Descriptor:
     return Descriptor(EMPTY_JSON, sha256_digest(EMPTY_JSON_BYTES), len(EMPTY_JSON_BYTES))
 

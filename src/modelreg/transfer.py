@@ -34,6 +34,7 @@ from .oci import (
     Descriptor,
     Manifest,
     image_config,
+    layer_name,
     layer_title,
 )
 from .packing import (
@@ -390,11 +391,6 @@ def unpack_model(
     return files
 
 
-def layer_name(layer: Descriptor) -> str:
-    """What progress and errors call a layer: its file name, else a short digest."""
-    return layer_title(layer) or layer.digest[:19]
-
-
 def _unpack_image_layer(
     reader: VerifyingReader,
     layer: Descriptor,
@@ -555,7 +551,7 @@ def copy_blob(
     source: Repository, destination: Repository, descriptor: Descriptor, report: Progress
 ) -> str:
     """Make one blob available in ``destination``: skip, mount, or stream verified."""
-    title = layer_title(descriptor) or descriptor.digest[:19]
+    title = layer_name(descriptor)
     if destination.has_blob(descriptor.digest):
         report(TransferEvent("exists", title, descriptor.digest, descriptor.size, descriptor.size))
         return "exists"
