@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import AuthError, IntegrityError, RegistryError
 from .registry_errors import registry_errors as _registry_errors
 from .transport import Transport, read_body
+from .urls import count_page
 from .urls import next_link as _next_link
 
 CATALOG_PAGE = 1000
@@ -37,18 +38,15 @@ def registry_repositories(transport: Transport, prefix: str = "") -> list[str]:
     path: str | None = f"/v2/_catalog?n={CATALOG_PAGE}"
     visited: set[str] = set()
     while path:
-        if path in visited:
-            raise IntegrityError(
-                f"registry {host}: the catalog's next-page links loop",
-                "the registry is broken or hostile",
-            )
-        if len(visited) >= MAX_CATALOG_PAGES or len(names) > MAX_REPOSITORIES:
-            raise IntegrityError(
-                f"registry {host}: the catalog does not end (over {len(visited)} pages, "
-                f"{len(names)} repositories)",
-                "the registry keeps sending more pages; it is broken or hostile",
-            )
-        visited.add(path)
+        count_page(
+            path,
+            visited,
+            len(names),
+            bounds=(MAX_CATALOG_PAGES, MAX_REPOSITORIES),
+            where=f"registry {host}",
+            name="catalog",
+            unit="repositories",
+        )
         try:
             response = transport.quick("GET", path, scope=_CATALOG_SCOPE)
         except AuthError as exc:

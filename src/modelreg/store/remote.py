@@ -44,7 +44,7 @@ from .quick import QuickResponse
 from .registry_errors import error_for
 from .tag_page import parse_tag_page
 from .transport import Transport
-from .urls import next_link, with_query
+from .urls import count_page, next_link, with_query
 
 _T = TypeVar("_T")
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -464,18 +464,15 @@ class RemoteRepository:
         path: str | None = self._path(f"tags/list?n={TAG_PAGE}")
         visited: set[str] = set()
         while path:
-            if path in visited:
-                raise IntegrityError(
-                    f"{self.name}: the tag list's next-page links loop",
-                    "the registry is broken or hostile",
-                )
-            if len(visited) >= MAX_TAG_PAGES or len(tags) > MAX_TAGS:
-                raise IntegrityError(
-                    f"{self.name}: the tag list does not end (over {len(visited)} pages, "
-                    f"{len(tags)} tags)",
-                    "the registry keeps sending more pages; it is broken or hostile",
-                )
-            visited.add(path)
+            count_page(
+                path,
+                visited,
+                len(tags),
+                bounds=(MAX_TAG_PAGES, MAX_TAGS),
+                where=self.name,
+                name="tag list",
+                unit="tags",
+            )
             response = self.transport.quick("GET", path, scope=self._pull)
             with contextlib.closing(response):
                 if response.status_code != 200:

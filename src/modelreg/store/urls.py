@@ -29,3 +29,31 @@ def next_link(response: requests.Response | QuickResponse) -> str | None:
         # credentials for this registry must never follow a link to another host
         raise IntegrityError(f"the registry's tag list links to another host: {link}")
     return urllib.parse.urlunsplit(("", "", there.path, there.query, ""))
+
+
+def count_page(
+    path: str,
+    visited: set[str],
+    listed: int,
+    *,
+    bounds: tuple[int, int],
+    where: str,
+    name: str,
+    unit: str,
+) -> None:
+    """Note a page about to be read; refuse a list whose next-page links loop or never end.
+
+    ``bounds`` is (most pages, most items); ``name`` and ``unit`` word the error
+    (``the tag list does not end (over 3 pages, 2000 tags)``).
+    """
+    if path in visited:
+        raise IntegrityError(
+            f"{where}: the {name}'s next-page links loop", "the registry is broken or hostile"
+        )
+    most_pages, most_items = bounds
+    if len(visited) >= most_pages or listed > most_items:
+        raise IntegrityError(
+            f"{where}: the {name} does not end (over {len(visited)} pages, {listed} {unit})",
+            "the registry keeps sending more pages; it is broken or hostile",
+        )
+    visited.add(path)
