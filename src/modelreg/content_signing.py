@@ -183,11 +183,18 @@ def _parse_statement(payload: bytes) -> tuple[str, dict[str, str], tuple[str, ..
     ignored = serialization.get("ignore_paths", [])
     if not isinstance(ignored, list) or not all(isinstance(p, str) for p in ignored):
         _bad("serialization ignore_paths is not a list of paths")
-    resources = predicate.get("resources")
+    files = _signed_files(predicate.get("resources"))
+    concatenated = b"".join(bytes.fromhex(digest) for digest in files.values())
+    if hashlib.sha256(concatenated).hexdigest() != root:
+        _bad("the statement's subject digest does not match its resources")
+    return name, dict(sorted(files.items())), tuple(ignored)
+
+
+def _signed_files(resources: object) -> dict[str, str]:
+    """The predicate's resources: file path -> sha256 hex, in the order they were signed."""
     if not isinstance(resources, list):
         _bad("the predicate has no resources list")
     files: dict[str, str] = {}
-    concatenated = bytearray()
     for index, entry in enumerate(resources):
         resource = _object(entry, f"resource #{index + 1}")
         path, digest = resource.get("name"), resource.get("digest")
@@ -206,10 +213,7 @@ def _parse_statement(payload: bytes) -> tuple[str, dict[str, str], tuple[str, ..
         if path in files:
             _bad(f"the signature lists {path!r} twice")
         files[path] = digest
-        concatenated += bytes.fromhex(digest)
-    if hashlib.sha256(concatenated).hexdigest() != root:
-        _bad("the statement's subject digest does not match its resources")
-    return name, dict(sorted(files.items())), tuple(ignored)
+    return files
 
 
 def differences(signed: Mapping[str, str], actual: Mapping[str, str]) -> list[str]:
