@@ -445,6 +445,22 @@ def read_single_file(stream: Readable, *, root: str = META_ROOT, limit: int) -> 
 def _safe_relative(
     member: tarfile.TarInfo, root: str | None, *, skip_meta: bool = True
 ) -> PurePosixPath | None:
+    path = _checked_entry(member)
+    if not path.parts:  # "." or "./": the layer's own root, above /model
+        if member.isdir():
+            return None
+        raise IntegrityError(f"unsafe path in layer: {member.name!r}")
+    if root is None:
+        return path
+    if skip_meta and path.parts[0] == META_ROOT:
+        return None
+    if path.parts[0] != root:
+        raise IntegrityError(f"layer entry {member.name!r} is outside /{root}")
+    return PurePosixPath(*path.parts[1:])
+
+
+def _checked_entry(member: tarfile.TarInfo) -> PurePosixPath:
+    """A tar entry's relative path, refused unless it is a plain file or directory inside."""
     name = member.name
     while name.startswith("./"):
         name = name[2:]
@@ -468,17 +484,7 @@ def _safe_relative(
             f"unsafe {kind} in layer: {member.name!r}",
             "model artifacts hold only regular files and directories",
         )
-    if not path.parts:  # "." or "./": the layer's own root, above /model
-        if member.isdir():
-            return None
-        raise IntegrityError(f"unsafe path in layer: {member.name!r}")
-    if root is None:
-        return path
-    if skip_meta and path.parts[0] == META_ROOT:
-        return None
-    if path.parts[0] != root:
-        raise IntegrityError(f"layer entry {member.name!r} is outside /{root}")
-    return PurePosixPath(*path.parts[1:])
+    return path
 
 
 def _make_dirs(target: Path, relative: PurePosixPath) -> None:
