@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from .copies import layer_of_content, model_annotations, read_layer
 from .errors import IntegrityError
-from .oci import Descriptor, Manifest, layer_title
+from .oci import ANNOTATION_FILES, Descriptor, Manifest, layer_title
 from .packing import read_single_file
 from .store.base import Repository
-from .transfer import ANNOTATION_FILES, model_layers
+from .transfer import model_layers
 
 if TYPE_CHECKING:
     from ._results import ModelInfo

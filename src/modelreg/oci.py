@@ -30,6 +30,7 @@ ANNOTATION_TITLE = "org.opencontainers.image.title"
 # Not ANNOTATION_TITLE: ORAS clients read that as "this blob is the file of that name"
 # and would write a tar under a model file's name.
 ANNOTATION_LAYER_TITLE = "dev.modelreg.title"
+ANNOTATION_FILES = "dev.modelreg.files"  # a bundle layer's small files: {path: sha256}
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 

@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from .errors import InvalidInput
-from .oci import Descriptor, layer_title
+from .oci import ANNOTATION_FILES, Descriptor, layer_title
 from .packing import MODEL_ROOT
 
-ANNOTATION_FILES = (
-    "dev.modelreg.files"  # transfer.ANNOTATION_FILES: the small files' {path: sha256}
-)
 MAX_PATTERN = 1024
 
 

@@ -25,6 +25,7 @@ from .hashcache import DigestCache, fingerprint
 from .localfs import local_writes
 from .oci import (
     ANNOTATION_FILEPATH,
+    ANNOTATION_FILES,
     ANNOTATION_LAYER_TITLE,
     IMAGE_CONFIG,
     IMAGE_MANIFEST,
@@ -52,8 +53,6 @@ from .partial import PartialArea
 from .selection import Selection, check_written, select_layers
 from .store.base import Repository
 from .store.base import read_small_blob as read_small_blob  # its home is the store interface
-
-ANNOTATION_FILES = "dev.modelreg.files"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 from .._json import canonical_json, load_json_object
 from ..digest import hex_part, sha256_digest
 from ..errors import IntegrityError
-from ..oci import IMAGE_MANIFEST, Descriptor, Manifest, layer_title
+from ..oci import ANNOTATION_FILES, IMAGE_MANIFEST, Descriptor, Manifest, layer_title
 from ..packing import META_ROOT, MODEL_ROOT
 from .layers import FileLayer, safe_path
 
@@ -44,7 +44,6 @@ _LAYER = re.compile(
     r"\.v1\.(raw|tar|tar\+gzip|tar\+zstd)"
 )
 # the image's per-layer annotations modelreg writes (see transfer._layer_annotations)
-_FILES = "dev.modelreg.files"
 
 WEIGHT_SUFFIXES = {
     ".safetensors": "safetensors",
@@ -167,7 +166,7 @@ def _kind(name: str) -> str:
 
 
 def layer_files(layer: Descriptor) -> list[str]:
-    listed = layer.annotations.get(_FILES)
+    listed = layer.annotations.get(ANNOTATION_FILES)
     if listed:
         try:
             names = json.loads(listed)
@@ -275,7 +274,7 @@ def build(
     for layer in image_file_layers(image):
         names = layer_files(layer)
         title = layer_title(layer) or ""
-        bundled = _FILES in layer.annotations or title == MODEL_ROOT
+        bundled = ANNOTATION_FILES in layer.annotations or title == MODEL_ROOT
         filepath = MODEL_ROOT if bundled else f"{MODEL_ROOT}/{title}"
         layers.append(
             Descriptor(

@@ -213,14 +213,14 @@ def version_page(
 ) -> VersionPage:
     from .. import stages
     from ..cli._output import human_size
-    from ..oci import ANNOTATION_TITLE
-    from ..transfer import ANNOTATION_FILES, model_layers
+    from ..oci import ANNOTATION_FILES, layer_title
+    from ..transfer import model_layers
 
     reference = f"{name}@{identifier}" if ":" in identifier else f"{name}:{identifier}"
     info = api.inspect(reference, trust=policy, stores=stores)
     files = []
     for layer in model_layers(info.manifest):
-        title = layer.annotations.get(ANNOTATION_TITLE)
+        title = layer_title(layer)
         if title and info.files.get(title) == layer.digest:
             files.append(FileRow(title, layer.size, layer.digest, "own layer"))
             continue
