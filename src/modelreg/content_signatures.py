@@ -34,8 +34,8 @@ from .errors import IntegrityError, InvalidInput, NotFound, VerificationError
 from .oci import EMPTY_JSON_BYTES, IMAGE_MANIFEST, Descriptor, Manifest, empty_config_descriptor
 from .packing import scan_model
 from .signing import PublicKey, SigningKey
-from .store.base import Repository
-from .transfer import fetch_model_manifest, read_small_blob, staging_directory, unpack_model
+from .store.base import Repository, read_small_blob
+from .transfer import fetch_model_manifest, staging_directory, unpack_model
 
 MAX_SIGNATURES = 64
 

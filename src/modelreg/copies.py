@@ -27,15 +27,13 @@ from .compression import DecodingReader, compression_of
 from .digest import CHUNK, VerifyingReader, is_digest
 from .errors import IntegrityError
 from .oci import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_image_config
-from .store.base import Repository
+from .store.base import Repository, read_small_blob
 
 ANNOTATION_LINEAGE = "dev.modelreg.lineage"
 
 
 def read_config(repository: Repository, manifest: Manifest) -> dict[str, object]:
     """The image config, verified against its digest."""
-    from .transfer import read_small_blob  # transfer imports this module
-
     return parse_image_config(read_small_blob(repository, manifest.config, MAX_MANIFEST_BYTES))
 
 

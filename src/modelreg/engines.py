@@ -38,8 +38,8 @@ from .oci import (
 from .packing import _END_OF_ARCHIVE, _header, _padded
 from .reference import Reference, is_registry_host, parse_reference, validate_tag
 from .store import Stores, opened
-from .store.base import Repository
-from .transfer import Progress, TransferEvent, fetch_model_manifest, read_small_blob
+from .store.base import Repository, read_small_blob
+from .transfer import Progress, TransferEvent, fetch_model_manifest
 from .versions import find_version
 
 DOCKER_HINT = "install the Docker SDK for Python: pip install 'modelreg[docker]'"

@@ -52,7 +52,6 @@ from .parallel import ProgressHub, concurrency_from, run_layers
 from .partial import PartialArea
 from .selection import Selection, check_written, select_layers
 from .store.base import Repository
-from .store.base import read_small_blob as read_small_blob  # its home is the store interface
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from modelreg.lineage import CodeInfo, DataRef, Environment, Lineage
 from modelreg.oci import Descriptor
 from modelreg.reference import parse_reference
 from modelreg.store import Stores
-from modelreg.transfer import read_small_blob
+from modelreg.store.base import read_small_blob
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 

@@ -93,7 +93,7 @@ def test_manifest_is_a_real_oci_image(stores: Stores, model_dir: Path, target: s
     repo = stores.repository(parse_reference(target))
     _, config_bytes = repo.fetch_manifest(pushed.digest)  # manifest bytes hash to the digest
     assert hashlib.sha256(config_bytes).hexdigest() == pushed.digest.split(":")[1]
-    from modelreg.transfer import read_small_blob
+    from modelreg.store.base import read_small_blob
 
     config = json.loads(read_small_blob(repo, manifest.config, 1 << 20))
     assert config["os"] == "linux" and config["architecture"] == "amd64"

@@ -69,7 +69,7 @@ def file_layers(manifest: Manifest) -> list[FileLayer]:
 
 def read_facts(repository: Repository, manifest: Manifest) -> dict[str, Any]:
     """What a ModelPack config or Kitfile says (verified blob); {} for an image."""
-    from ..transfer import read_small_blob
+    from ..store.base import read_small_blob
 
     form = form_of(manifest)
     if form == IMAGE:
