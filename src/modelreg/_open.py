@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
-from .reference import Reference, parse_reference
+from .reference import Reference, as_reference
 from .store import Stores, opened
 from .store.base import Repository
 from .versions import DEFAULT_STAGES, is_internal_tag, parse_version_tag, resolve_reference_tag
@@ -30,7 +30,7 @@ def open_reference(
     from . import stages
     from .policy import require_trust
 
-    ref = reference if isinstance(reference, Reference) else parse_reference(reference)
+    ref = as_reference(reference)
     repo = stores.repository(ref)
     plain = ref.tag is None or parse_version_tag(ref.tag) is not None or is_internal_tag(ref.tag)
     if ref.tag and not ref.digest and not plain:  # a version tag reads no trust (no crypto)
@@ -87,7 +87,7 @@ def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> 
 
     Raises: InvalidInput (a malformed reference).
     """
-    ref = reference if isinstance(reference, Reference) else parse_reference(reference)
+    ref = as_reference(reference)
     if not ref.tag or ref.digest:
         return False
     with opened(stores) as stores:

@@ -26,7 +26,7 @@ from ._stage_calls import approve, history, promote, rollback, verify
 from .errors import InvalidInput, NotFound
 from .oci import EMPTY_JSON_BYTES, Descriptor, layer_title
 from .parallel import concurrency_from
-from .reference import Reference, parse_reference
+from .reference import Reference, as_reference
 from .safetensors import describe_model
 from .store import Stores, opened
 from .transfer import (
@@ -57,10 +57,6 @@ if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads n
     from .mirror import MirrorResult
     from .policy import TrustPolicy
     from .signing import SigningKey
-
-
-def _reference(value: str | Reference) -> Reference:
-    return value if isinstance(value, Reference) else parse_reference(value)
 
 
 def push(
@@ -109,7 +105,7 @@ def push(
     """
     with opened(stores) as stores:
         concurrency = concurrency_from(concurrency)
-        target = _reference(repository)
+        target = as_reference(repository)
         if target.digest:
             raise InvalidInput(
                 f"cannot push to a digest reference {target}",
@@ -268,7 +264,7 @@ def pull(
             keys = trust or default_trust(stores)
             trusted = None
             if keys is not None:
-                ref = _reference(reference)
+                ref = as_reference(reference)
                 stage = ref.tag if names_stage(ref, stores=stores) else None
                 trusted = (
                     keys.allowed_keys(stage) if stage else {k.key_id: k for k in keys.keys.values()}
@@ -335,8 +331,8 @@ def copy(
     """
     with opened(stores) as stores:
         concurrency = concurrency_from(concurrency)
-        src = _reference(source)
-        dst = _reference(destination)
+        src = as_reference(source)
+        dst = as_reference(destination)
         src_repo, identifier = open_reference(stores, src)
         dst_repo = stores.repository(dst)
         if dst.digest:
@@ -431,7 +427,7 @@ def versions(
     Raises: InvalidInput (a malformed ``where``), NotFound, IntegrityError.
     """
     with opened(stores) as stores:
-        ref = _reference(repository)
+        ref = as_reference(repository)
         if not where:
             return list_versions(stores.repository(ref))
         from . import lineage as lineage_mod  # only filters need it
@@ -477,7 +473,7 @@ def unversioned(
     Raises: NotFound, IntegrityError.
     """
     with opened(stores) as stores:
-        return unversioned_digests(stores.repository(_reference(repository)), listed)
+        return unversioned_digests(stores.repository(as_reference(repository)), listed)
 
 
 def repair(repository: str | Reference, *, stores: Stores | None = None) -> list[Published]:
@@ -486,7 +482,7 @@ def repair(repository: str | Reference, *, stores: Stores | None = None) -> list
     Raises: NotFound, IntegrityError, ConflictError.
     """
     with opened(stores) as stores:
-        return repair_versions(stores.repository(_reference(repository)))
+        return repair_versions(stores.repository(as_reference(repository)))
 
 
 # ----- stages (promote, approve, rollback, history, verify: see _stage_calls) --------------
@@ -526,7 +522,7 @@ def verify_content(
     from . import content_signatures
 
     with opened(stores) as stores:
-        ref = _reference(reference)
+        ref = as_reference(reference)
         trust = policy or default_trust(stores)
         if trust is None:
             raise InvalidInput(

@@ -36,7 +36,7 @@ from .oci import (
     layer_name,
 )
 from .packing import _END_OF_ARCHIVE, _header, _padded
-from .reference import Reference, is_registry_host, parse_reference, validate_tag
+from .reference import Reference, as_reference, is_registry_host, parse_reference, validate_tag
 from .store import Stores, opened
 from .store.base import Repository, read_small_blob
 from .transfer import Progress, TransferEvent, fetch_model_manifest
@@ -199,7 +199,7 @@ def docker_load(
     ``tag`` (``name[:tag]``) adds a local name in the engine.
     """
     with opened(stores) as stores:
-        ref = reference if isinstance(reference, Reference) else parse_reference(reference)
+        ref = as_reference(reference)
         extra_tags = (_docker_tag(tag),) if tag else ()
         repo, identifier = open_reference(stores, ref)
         descriptor, data, manifest = fetch_model_manifest(repo, identifier)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
-from .reference import Reference, parse_reference
+from .reference import Reference, as_reference
 from .store import Stores
 from .store import opened as _opened
 
@@ -131,10 +131,6 @@ class History:
 
 
 # ----- arguments ---------------------------------------------------------------------------
-
-
-def _reference(value: str | Reference) -> Reference:
-    return value if isinstance(value, Reference) else parse_reference(value)
 
 
 def _trust(
@@ -276,7 +272,7 @@ def rollback(
     signing_key = _key(key, passphrase)
     with _opened(stores) as opened:
         trusted = _own_key_trust(_trust(trust, policy, opened), key, signing_key)
-        repo = opened.repository(_reference(repository))
+        repo = opened.repository(as_reference(repository))
         outcome = stages.rollback(repo, stage, signing_key, trusted, trust_state(opened))
         return PromotionResult.from_outcome(repo.name, outcome)
 
@@ -293,7 +289,7 @@ def history(
     from . import stages
 
     with _opened(stores) as opened:
-        repo = opened.repository(_reference(repository))
+        repo = opened.repository(as_reference(repository))
         trusted = _trust(trust, policy, opened)
         entries = stages.history(repo, [stage] if stage else None, trusted)
         return History(repo.name, tuple(entries))
@@ -315,7 +311,7 @@ def verify(
     from ._open import trust_state
     from .policy import require_trust
 
-    ref = _reference(reference)
+    ref = as_reference(reference)
     if not ref.tag or ref.digest:
         raise InvalidInput(
             f"{ref} names no stage", "write REPO:STAGE, e.g. localhost:5000/ml/fraud:production"
@@ -364,7 +360,7 @@ def gc(
         )
     if rules is None:
         rules = _rules(keep_last, older_than, keep_production_window, policy_file)
-    ref = _reference(repository)
+    ref = as_reference(repository)
     if ref.tag or ref.digest:
         raise InvalidInput(
             f"gc works on a whole repository, not {ref}",
@@ -430,7 +426,7 @@ def mirror(
     with _opened(stores) as opened:
         repositories = []
         for value in (source, destination):
-            ref = _reference(value)
+            ref = as_reference(value)
             if ref.tag or ref.digest:
                 raise InvalidInput(
                     f"{ref} names one model; mirroring copies a whole repository",

@@ -85,6 +85,11 @@ def is_registry_host(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost"
 
 
+def as_reference(value: str | Reference) -> Reference:
+    """``value`` as a Reference: parsed when it is text (see :func:`parse_reference`)."""
+    return value if isinstance(value, Reference) else parse_reference(value)
+
+
 def parse_reference(text: str) -> Reference:
     """Parse ``text`` into a Reference, raising InvalidInput with a fix on any error."""
     original = text
@@ -156,6 +161,7 @@ def parse_registry_host(text: str) -> str:
 
 __all__ = [
     "Reference",
+    "as_reference",
     "is_registry_host",
     "parse_reference",
     "parse_registry_host",

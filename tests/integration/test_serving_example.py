@@ -14,6 +14,7 @@ from helpers.models import unique_repo
 
 from modelreg import api
 from modelreg.policy import policy_from_keys
+from modelreg.reference import as_reference
 from modelreg.signing import generate_keypair, load_signing_key
 from modelreg.store import Stores
 
@@ -78,7 +79,7 @@ def test_server_follows_promotions_and_rollbacks(stores: Stores, registry, tmp_p
         api.rollback(target, "production", alice, policy=policy, stores=stores)
         assert wait_for(url, 1, deadline)["prediction"] == 5.0
         # a tag moved without a signed record is not followed: v1 stays
-        repo = stores.repository(api._reference(target))
+        repo = stores.repository(as_reference(target))
         _, data = repo.fetch_manifest("v2")
         repo.push_manifest(data, "application/vnd.oci.image.manifest.v1+json", ["production"])
         time.sleep(1.0)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import api
 from ..errors import InvalidInput, NotFound
 from ..lineage import CodeInfo, DataRef, Lineage
-from ..reference import Reference, parse_reference
+from ..reference import Reference, as_reference
 from ..store import Stores, opened
 from ..transfer import Progress, TransferEvent
 from ..versions import list_versions
@@ -112,7 +112,7 @@ def import_mlflow(
 ) -> ImportReport:
     """Import every version of an MLflow registered model into ``destination``, oldest first."""
     mlflow = source if isinstance(source, MlflowSource) else parse_source(source)
-    target = destination if isinstance(destination, Reference) else parse_reference(destination)
+    target = as_reference(destination)
     if target.tag or target.digest:
         raise InvalidInput(
             f"{target} names one model; an MLflow import fills a repository",
