@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
+from ._json import JsonReadError, read_json
 from .errors import IntegrityError, InvalidInput, VerificationError
 from .signing import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -264,10 +264,11 @@ def _check_hex(digest: object, name: str, error: type[InvalidInput] | type[Integ
 
 
 def _json(data: bytes, what: str) -> Any:
+    """Strictly (no duplicate keys: a signed statement must mean one thing to every reader)."""
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        _bad(f"the {what} is not JSON")
+        return read_json(data)
+    except JsonReadError as exc:
+        _bad(f"the {what} is not JSON ({exc})")
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
