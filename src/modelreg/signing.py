@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelreg._json import MAX_DEPTH, canonical_json
+from modelreg._json import canonical_json
 from modelreg._json import quote as _quote
 from modelreg.dsse import (
     MAX_ENVELOPE_BYTES,
@@ -45,7 +45,6 @@ from modelreg.in_toto import (
 )
 
 MAX_KEY_FILE_BYTES = 64 * 1024
-MAX_JSON_DEPTH = MAX_DEPTH
 
 PASSPHRASE_HINT = "pass --passphrase-file or set MODELREG_KEY_PASSPHRASE"
 
