@@ -218,6 +218,16 @@ def mirror(
         )
     result = MirrorResult(source.name, destination.name, planned.stages)
     copier = _Copier(source, destination, dst, result, progress, concurrency)
+    _copy_models(copier, planned, src)
+    _copy_chains(copier, planned, dst, result)
+    for digest in [d for _, d in planned.versions] + list(planned.models):
+        result.referrers += copier.referrers(digest)
+    result.versions = sorted(n for n, _ in planned.versions)
+    return result
+
+
+def _copy_models(copier: _Copier, planned: MirrorPlan, src: Inventory) -> None:
+    """The versions (with their ModelPack forms), then the models records name."""
     for number, digest in planned.versions:
         copier.version(number, digest, planned)
         form = modelpack_tag(digest)  # the version's ModelPack form, where it has one
@@ -225,6 +235,12 @@ def mirror(
             copier.artifact(form, src.tags[form].digest)
     for digest in planned.models:
         copier.model(digest)
+
+
+def _copy_chains(
+    copier: _Copier, planned: MirrorPlan, dst: Inventory, result: MirrorResult
+) -> None:
+    """Promotion records, pending proposals (never over another), then the stage tags."""
     for tag, digest in planned.records:
         if copier.artifact(tag, digest):
             result.records += 1
@@ -237,10 +253,6 @@ def mirror(
     for stage, digest in sorted(planned.stage_tags.items()):
         if copier.stage_tag(stage, digest):
             result.stage_tags.append(stage)
-    for digest in [d for _, d in planned.versions] + list(planned.models):
-        result.referrers += copier.referrers(digest)
-    result.versions = sorted(n for n, _ in planned.versions)
-    return result
 
 
 def _subjects(repository: Repository, records: Sequence[str]) -> dict[str, str]:
