@@ -82,16 +82,25 @@ def is_stage(
     return bool(chain_sequences(repository.list_tags(), tag))
 
 
-def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:
+def names_stage(
+    reference: str | Reference,
+    *,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> bool:
     """Whether ``reference`` is a stage (``fraud:production``) rather than a version.
 
-    Raises: InvalidInput (a malformed reference).
+    By the same rule a read uses (:func:`is_stage`): the default stage names, the
+    stages ``policy`` (else the configured trust) names, the stages remembered, records.
+
+    Raises: InvalidInput (a malformed reference or trust configuration).
     """
     ref = as_reference(reference)
     if not ref.tag or ref.digest:
         return False
     with opened(stores) as stores:
-        return is_stage(stores.repository(ref), ref.tag)
+        trust = policy or default_trust(stores)
+        return is_stage(stores.repository(ref), ref.tag, trust, trust_state(stores))
 
 
 def default_trust(stores: Stores) -> TrustPolicy | None:

@@ -265,7 +265,7 @@ def pull(
             trusted = None
             if keys is not None:
                 ref = as_reference(reference)
-                stage = ref.tag if names_stage(ref, stores=stores) else None
+                stage = ref.tag if names_stage(ref, policy=keys, stores=stores) else None
                 trusted = (
                     keys.allowed_keys(stage) if stage else {k.key_id: k for k in keys.keys.values()}
                 )
