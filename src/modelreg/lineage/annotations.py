@@ -50,6 +50,7 @@ from typing import Any, Final
 
 from .._json import JsonReadError, read_json
 from ..errors import IntegrityError, InvalidInput
+from ..redact import stored_url
 from .model import CodeInfo, DataRef, Environment, Lineage
 from .values import check_utf8, encoded, json_value, metric_value, one_line, str_key
 
@@ -86,13 +87,6 @@ _CODE_KEYS: Final = (
     KEY_CODE_REMOTE,
 )
 _ENV_KEYS: Final = (KEY_ENV_PYTHON, KEY_ENV_PLATFORM, KEY_ENV_PACKAGES, KEY_ENV_ACCELERATORS)
-
-
-def _stored_url(url: str) -> str:
-    """``url`` without credentials (userinfo, query parameters), however the lineage was built."""
-    from .capture.urls import stored_url  # imported here: the capture package imports this module
-
-    return stored_url(url)
 
 
 def _is_reserved(key: str) -> bool:
@@ -154,7 +148,7 @@ def _code_annotations(code: CodeInfo | None) -> dict[str, str]:
     if code.diff_digest is not None:
         out[KEY_CODE_DIFF_DIGEST] = code.diff_digest
     if code.remote is not None:
-        out[KEY_SOURCE] = out[KEY_CODE_REMOTE] = _stored_url(code.remote)
+        out[KEY_SOURCE] = out[KEY_CODE_REMOTE] = stored_url(code.remote)
     return out
 
 
@@ -162,7 +156,7 @@ def _data_annotations(data: tuple[DataRef, ...]) -> dict[str, str]:
     if not data:
         return {}
     entries = [
-        {"uri": _stored_url(ref.uri), "digest": ref.digest, "version": ref.version} for ref in data
+        {"uri": stored_url(ref.uri), "digest": ref.digest, "version": ref.version} for ref in data
     ]
     return {KEY_DATA: encoded(json_value(entries, "data", "data", lenient=False), "data").decode()}
 

@@ -16,8 +16,8 @@ from urllib.parse import unquote
 
 from ...digest import sha256_file
 from ...errors import InvalidInput, NotFound
+from ...redact import SCHEME_RE, authority_end, stored_url
 from ..model import DataRef, FileHasher
-from .urls import SCHEME_RE, authority_end, stored_url
 
 _FILE_DIGEST: Final = re.compile(r"sha256:([0-9a-f]{64})")
 _DATA_HINT: Final = (

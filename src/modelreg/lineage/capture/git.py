@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Final
 
 from ...errors import InvalidInput, NotFound
+from ...redact import stored_url
 from ..model import CodeInfo
 from ..values import one_line
-from .urls import stored_url
 
 # Pinned so that the digest does not depend on the user's git config.
 _DIFF_FLAGS: Final = (
