@@ -57,10 +57,6 @@ def compression_of(media_type: str, what: str = "layer") -> str:
         ) from None
 
 
-def is_tar_layer(media_type: str) -> bool:
-    return media_type in _COMPRESSION
-
-
 class DecodingReader:
     """The uncompressed bytes of a layer stream, hashed for its ``diff_id`` as they pass.
 

@@ -40,7 +40,6 @@ ANNOTATION_RUN = "io.mlflow.run-id"
 ANNOTATION_TAG_PREFIX = "io.mlflow.tag."
 # legacy MLflow stages and the modelreg stages they become
 STAGES = {"Staging": "staging", "Production": "production"}
-_GIT_TAGS = ("mlflow.source.git.commit", "mlflow.source.git.branch", "mlflow.source.git.repoURL")
 
 
 @dataclass(frozen=True)
