@@ -23,6 +23,7 @@ from ._model_reading import model_info, read_lineage
 from ._open import default_trust, names_stage, open_reference
 from ._results import CopyResult, ModelInfo, PullResult, PushResult
 from ._stage_calls import approve, history, promote, rollback, verify
+from .copying import copy_manifest
 from .errors import InvalidInput, NotFound
 from .oci import EMPTY_JSON_BYTES, Descriptor, layer_title
 from .parallel import concurrency_from
@@ -32,7 +33,6 @@ from .store import Stores, opened
 from .transfer import (
     Progress,
     TransferEvent,
-    copy_manifest,
     fetch_model_manifest,
     known_image,
     pull_model,

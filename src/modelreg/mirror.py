@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .anchors import anchor_tag
+from .copying import copy_blobs
 from .errors import ConflictError, InvalidInput, NotFound
 from .formats.modelpack import modelpack_tag
 from .inventory import Inventory, read_tags
@@ -48,7 +49,7 @@ from .promotion import pending_tag
 from .promotion import record_tag as promotion_tag
 from .store.base import Repository
 from .store.referrers import add_to_tag_schema_or_api, fetch_referrer, list_referrers
-from .transfer import Progress, TransferEvent, copy_blobs
+from .transfer import Progress, TransferEvent
 from .versions import version_record_tag, version_tag
 
 _WORKERS = 16

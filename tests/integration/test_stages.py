@@ -392,7 +392,7 @@ def test_record_replayed_into_another_repository_is_refused(
     api.copy(f"{target}@{v1}", other, stores=stores)
     source = stores.repository(parse_reference(target))
     destination = stores.repository(parse_reference(other))
-    from modelreg.transfer import copy_manifest
+    from modelreg.copying import copy_manifest
 
     copy_manifest(source, record_tag("production", 1), destination, [record_tag("production", 1)])
     _, data = destination.fetch_manifest(v1)
