@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 from ..errors import AuthError, IntegrityError, RegistryError
+from .quick import read_body
 from .registry_errors import registry_errors as _registry_errors
-from .transport import Transport, read_body
+from .transport import Transport
 from .urls import count_page
 from .urls import next_link as _next_link
 

@@ -30,16 +30,14 @@ if TYPE_CHECKING:  # requests is imported on first use: a push whose requests al
     import requests  # quick path (a push of an unchanged model) never pays for importing it
 
 from ..errors import RegistryError, RegistryUnavailable
-from .auth import Authenticator, Challenge, Token, format_scope, parse_challenge, parse_scope
+from .auth import Authenticator, Token
 from .credentials import Credentials
 from .options import RegistryOptions
 from .quick import (
-    QUICK_LIMIT,
     QuickConnections,
     QuickResponse,
     exchange,
     plain_answer,
-    read_body,
 )
 from .registry_errors import small_body_codes, with_answer
 from .retry import RETRY_STATUS, FirstContact, backoff, silent, wait_to_retry
@@ -55,19 +53,7 @@ from .tls import (
     ssl_context,
 )
 
-__all__ = [
-    "QUICK_LIMIT",
-    "Challenge",
-    "QuickResponse",
-    "RegistryOptions",
-    "Transport",
-    "format_scope",
-    "is_loopback",
-    "parse_challenge",
-    "parse_scope",
-    "read_body",
-    "ssl_context",
-]
+__all__ = ["Transport"]
 
 
 @dataclass
