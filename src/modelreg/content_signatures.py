@@ -22,13 +22,13 @@ from pathlib import Path
 
 from .content_signing import (
     BUNDLE_MEDIA_TYPE,
+    MAX_BUNDLE_BYTES,
     ContentBundle,
     differences,
     hash_directory,
     parse_bundle,
     sign_files,
 )
-from .content_signing import MAX_BUNDLE_BYTES as MAX_BUNDLE_BYTES
 from .digest import hex_part, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound, VerificationError
 from .oci import EMPTY_JSON_BYTES, IMAGE_MANIFEST, Descriptor, Manifest, empty_config_descriptor
