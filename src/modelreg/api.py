@@ -25,7 +25,7 @@ from ._results import CopyResult, ModelInfo, PullResult, PushResult
 from ._stage_calls import approve, history, promote, rollback, verify
 from .copying import copy_manifest
 from .errors import InvalidInput, NotFound
-from .oci import EMPTY_JSON_BYTES, Descriptor, layer_title
+from .oci import EMPTY_JSON_BYTES, Descriptor, layer_name
 from .parallel import concurrency_from
 from .reference import Reference, as_reference
 from .safetensors import describe_model
@@ -139,7 +139,7 @@ def push(
         if known and found and found.created and not aliases:
             report = progress or (lambda _: None)
             for layer in known.manifest.layers:
-                title = layer_title(layer) or layer.digest
+                title = layer_name(layer)
                 report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
             parts.attach_content(repo, known.descriptor, content_bundle)
             return PushResult(
