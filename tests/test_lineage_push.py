@@ -275,7 +275,9 @@ def test_every_kind_of_change_is_a_new_version_and_diff_names_it(
         result = cli("diff", f"{target}:v{a}", f"{target}:v{b}", "--json")
         assert result.returncode == 0, result.stderr
         groups = json.loads(result.stdout)
-        assert set(groups) == {"data", "code", "params", "environment", "metrics", "files"}
+        assert set(groups) == {
+            *("data", "code", "params", "environment", "metrics", "description", "files")
+        }
         return {group: [c["path"] for c in items] for group, items in groups.items() if items}
 
     assert push()["version"] == 1

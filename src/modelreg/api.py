@@ -48,6 +48,7 @@ from .versions import (
     repair_versions,
     stage_names,
     tag_alias,
+    version_of,
 )
 from .versions import unversioned as unversioned_digests
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads n
     from . import mirror as mirror_mod
     from .lineage import Lineage
     from .policy import TrustPolicy
+    from .proposals import Proposal
     from .signing import SigningKey
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
@@ -300,6 +302,7 @@ class PullResult:
     digest: str
     path: Path
     files: tuple[str, ...]
+    version: int | None = None
 
     @property
     def reference(self) -> str:
@@ -310,6 +313,7 @@ class PullResult:
             "repository": self.repository,
             "digest": self.digest,
             "reference": self.reference,
+            "version": self.version,
             "path": str(self.path),
             "files": list(self.files),
         }
@@ -347,7 +351,8 @@ def pull(
                 keys.allowed_keys(stage) if stage else {k.key_id: k for k in keys.keys.values()}
             )
         write_signature(repo, pulled.descriptor.digest, pulled.path, Path(signature), trusted)
-    return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
+    digest = pulled.descriptor.digest
+    return PullResult(repo.name, digest, pulled.path, pulled.files, version_of(repo, digest))
 
 
 @dataclass(frozen=True)
@@ -647,10 +652,18 @@ def diff(
         if packages[0].get(name) != packages[1].get(name)
     )
     files_a, files_b = model_files(manifest_a), model_files(manifest_b)
+    changed = [n for n in sorted(set(files_a) | set(files_b)) if files_a.get(n) != files_b.get(n)]
+    from .file_sizes import file_sizes
+
+    sizes_a = file_sizes(repo_a, manifest_a, [n for n in changed if n in files_a])
+    sizes_b = file_sizes(repo_b, manifest_b, [n for n in changed if n in files_b])
     out["files"] = [
-        _change(name, files_a.get(name), files_b.get(name))
-        for name in sorted(set(files_a) | set(files_b))
-        if files_a.get(name) != files_b.get(name)
+        {
+            **_change(name, files_a.get(name), files_b.get(name)),
+            "sizeBefore": sizes_a.get(name),
+            "sizeAfter": sizes_b.get(name),
+        }
+        for name in changed
     ]
     return out
 
@@ -879,6 +892,29 @@ def logout(host: str, *, stores: Stores | None = None) -> bool:
     return credentials.remove(parse_registry_host(host), helper_timeout=options.helper_timeout)
 
 
+def version_number(
+    repository: str | Reference, digest: str, *, stores: Stores | None = None
+) -> int | None:
+    """The version number ``digest`` has in ``repository``, or None."""
+    stores = stores or Stores()
+    return version_of(stores.repository(_reference(repository)), digest)
+
+
+def proposals(
+    repository: str | Reference,
+    *,
+    stage: str | None = None,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> list[Proposal]:
+    """Live pending proposals (waiting for 'approve'), with their verified signers."""
+    from .proposals import pending_proposals
+
+    stores = stores or Stores()
+    repo = stores.repository(_reference(repository))
+    return pending_proposals(repo, stage, policy or default_trust(stores))
+
+
 __all__ = [
     "ModelInfo",
     "PullResult",
@@ -891,10 +927,12 @@ __all__ = [
     "login",
     "logout",
     "mirror",
+    "proposals",
     "pull",
     "push",
     "repair",
     "stage_names",
     "tag",
+    "version_number",
     "versions",
 ]

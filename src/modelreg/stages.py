@@ -31,7 +31,7 @@ from .errors import (
     VerificationError,
 )
 from .oci import Descriptor, Manifest
-from .policy import TrustPolicy, validate_stage
+from .policy import SignatureCheck, TrustPolicy, validate_stage
 from .promotion import (
     PromotionRecord,
     StoredRecord,
@@ -163,13 +163,22 @@ def _check_signatures(
         )
     needed = check.threshold if head else 1
     if len(check.valid_signers) < needed:
-        by = ", ".join(check.untrusted) if check.untrusted else "no trusted key"
         raise VerificationError(
-            f"{where} is signed by {by}; it needs {needed} signature(s) from "
-            f"{', '.join(sorted(policy.allowed_names(stage))) or 'the trusted keys'}",
+            f"{where} has too few signatures: {_too_few(policy, stage, check, needed)}",
             "a stage moved without enough trusted signatures is refused",
         )
     return check.valid_signers
+
+
+def _too_few(policy: TrustPolicy, stage: str, check: SignatureCheck, needed: int) -> str:
+    """``1 of 2 required: alice; missing: bob or carol`` (and who else signed, untrusted)."""
+    signed = ", ".join(check.valid_signers) or "none"
+    missing = [n for n in sorted(policy.allowed_names(stage)) if n not in check.valid_signers]
+    text = f"{len(check.valid_signers)} of {needed} required: {signed}"
+    text += f"; missing: {' or '.join(missing) or 'a trusted key'}"
+    if check.untrusted:
+        text += f" (also signed by {', '.join(check.untrusted)}, not trusted for {stage})"
+    return text
 
 
 def _check_expiry(stage: str, record: PromotionRecord) -> None:

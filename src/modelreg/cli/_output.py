@@ -57,7 +57,7 @@ def transfer_progress(enabled: bool) -> Iterator[Progress | None]:
     bars = RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn(binary_units=True),  # MiB, as every summary prints
         TransferSpeedColumn(),
         console=Console(stderr=True),
         transient=True,

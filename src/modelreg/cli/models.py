@@ -149,7 +149,8 @@ def pull(
     if as_json:
         emit_json(result.to_dict())
         return
-    say(f"pulled {result.reference}")
+    version = f" (v{result.version})" if result.version else ""
+    say(f"pulled {result.reference}{version}")
     say(f"into {result.path} ({len(result.files)} files)")
     if signature:
         say(f"content signature: {signature}")
@@ -236,10 +237,12 @@ def copy(
         return
     with transfer_progress(not as_json) as progress:
         name, digest = api.copy(source, destination, stores=settings.stores(), progress=progress)
+    number = api.version_number(name, digest, stores=settings.stores())
     if as_json:
-        emit_json({"repository": name, "digest": digest, "reference": f"{name}@{digest}"})
+        reference = f"{name}@{digest}"
+        emit_json({"repository": name, "digest": digest, "reference": reference, "version": number})
         return
-    say(f"copied to {name}@{digest}")
+    say(f"copied {source} to {name}@{digest}" + (f" (v{number})" if number else ""))
 
 
 @app.command()

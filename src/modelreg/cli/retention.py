@@ -36,9 +36,12 @@ def gc(
             help="Keep every version that held production this recently [30d].",
         ),
     ] = None,
-    policy_file: Annotated[
+    retention: Annotated[
         Path | None,
-        typer.Option("--policy-file", help="Retention policy (TOML, a [gc] table)."),
+        typer.Option("--retention", help="Retention rules file (TOML, a [gc] table)."),
+    ] = None,
+    policy_file: Annotated[  # the old spelling of --retention
+        Path | None, typer.Option("--policy-file", hidden=True)
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")
@@ -49,13 +52,13 @@ def gc(
 ) -> None:
     """Delete old versions, never one a stage holds or that held production recently.
 
-    Flags override the policy file. Bytes count blobs only deleted versions used;
+    Flags override the --retention file. Bytes count blobs only deleted versions used;
     a registry frees them at its own garbage-collect, the local store at once.
     """
     from ..retention import load_rules
 
     rules = load_rules(
-        policy_file,
+        retention or policy_file,
         keep_last=keep_last,
         older_than=older_than,
         production_window=keep_production_window,

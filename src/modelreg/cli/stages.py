@@ -12,10 +12,11 @@ from .. import api
 from ..errors import InvalidInput
 from ..timeutil import parse_duration
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
-from ._output import JsonFlag, emit_json, say
+from ._output import JsonFlag, emit_json, note, say
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
     from ..policy import TrustPolicy
+    from ..proposals import Proposal
     from ..signing import SigningKey
     from ..stages import Outcome
 
@@ -46,7 +47,14 @@ def _policy_or_own_key(
     """The configured trust; without one, the signer's own key (named after its file)."""
     from ..policy import TrustPolicy
 
-    return trust_policy(trust, policy) or TrustPolicy({key_path.stem: key.public_key})
+    found = trust_policy(trust, policy)
+    if found is None:
+        note(
+            f"note: no trust policy (--policy, MODELREG_POLICY or $MODELREG_HOME/policy.toml): "
+            f"this record is signed and checked with {key_path.name} alone; "
+            "readers with a policy will hold it to that policy's rules"
+        )
+    return found or TrustPolicy({key_path.stem: key.public_key})
 
 
 def _signing_key(path: Path, passphrase_file: Path | None) -> SigningKey:
@@ -78,8 +86,11 @@ def key_generate(
     from ..signing import generate_keypair
 
     private, public = generate_keypair(directory, name, passphrase)
+    from ..signing import load_public_key
+
     say(f"private key: {private} (keep it secret)")
     say(f"public key:  {public} (give it to whoever verifies)")
+    say(f"key id:      {load_public_key(public).key_id}")
 
 
 def _report(outcome: Outcome, repository: str, as_json: bool) -> None:
@@ -104,8 +115,8 @@ def _report(outcome: Outcome, repository: str, as_json: bool) -> None:
         archived = outcome.archived
         label = f"v{archived.version}" if archived.version else archived.digest[:19]
         say(f"archived -> {label} (record {archived.sequence})")
-    for note in outcome.notes:
-        say(note)
+    for text in outcome.notes:
+        say(text)
 
 
 @app.command()
@@ -190,28 +201,52 @@ def history(
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Every stage move: sequence, version, from -> to, signers, time; each verified."""
-    entries = api.history(
-        repository, stage=stage, policy=trust_policy(trust, policy), stores=settings.stores()
-    )
+    """Every stage move in time order, each verified; then the proposals awaiting approval.
+
+    Exits 7 when any record fails verification.
+    """
+    found = trust_policy(trust, policy)
+    entries = api.history(repository, stage=stage, policy=found, stores=settings.stores())
+    entries = sorted(entries, key=lambda entry: entry.stored.record.issued_at)
+    waiting = api.proposals(repository, stage=stage, policy=found, stores=settings.stores())
+    failed = found is not None and any(entry.problem for entry in entries)
     if as_json:
-        emit_json([entry.to_dict() for entry in entries])
+        emit_json([entry.to_dict() for entry in entries] + [_proposal_row(p) for p in waiting])
+        if failed:
+            raise typer.Exit(7)
         return
-    if not entries:
+    if not entries and not waiting:
         say("no promotions yet")
         return
-    say(f"{'':2}{'STAGE':12} {'SEQ':>4} {'ACTION':9} {'TO':20} {'FROM':20} {'WHEN':21} SIGNED BY")
+    say(f"{'':2}{'WHEN':21} {'STAGE':12} {'SEQ':>4} {'ACTION':9} {'TO':8} {'FROM':8} SIGNED BY")
     for entry in entries:
         row = entry.to_dict()
         mark = "✓" if entry.problem is None else "✗"
         to = f"v{row['version']}" if row["version"] else str(row["digest"])[:19]
         source = f"v{row['fromVersion']}" if row["fromVersion"] else str(row["from"] or "-")[:19]
         say(
-            f"{mark} {row['stage']:12} {row['sequence']:>4} {row['action']:9} {to:20} "
-            f"{source:20} {row['issuedAt']:21} {', '.join(entry.signers)}"
+            f"{mark} {row['issuedAt']:21} {row['stage']:12} {row['sequence']:>4} "
+            f"{row['action']:9} {to:8} {source:8} {', '.join(entry.signers)}"
         )
         if entry.problem:
             say(f"    ! {entry.problem}")
+    for proposal in waiting:
+        to = f"v{proposal.version}" if proposal.version else proposal.digest[:19]
+        count = f"{len(proposal.signers)} of {proposal.needed}" if proposal.needed else "?"
+        say(
+            f"… {proposal.issued_at:21} {proposal.stage:12} {proposal.sequence:>4} "
+            f"{'pending':9} {to:8} {'':8} {', '.join(proposal.signers) or '-'} "
+            f"({count} signatures; 'modelreg approve' adds one)"
+        )
+    if found is None:
+        note("note: no trust policy given: signers are key ids and nothing was verified")
+    if failed:
+        note("error: some records failed verification (marked ✗)")
+        raise typer.Exit(7)
+
+
+def _proposal_row(proposal: Proposal) -> dict[str, object]:
+    return {**proposal.to_dict(), "action": "pending", "proposedAction": proposal.action}
 
 
 @app.command()
@@ -251,12 +286,14 @@ def resolve(
     trust: TrustOption = None,
     policy: PolicyOption = None,
     output: Annotated[
-        str, typer.Option("--format", help="digest, ref (repo@sha256:…, for Kubernetes) or json.")
+        str, typer.Option("--format", help="digest, or ref (REPO@sha256:…, for Kubernetes).")
     ] = "digest",
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the verified digest a stage holds (fail closed), for deploy tooling."""
-    if output not in ("digest", "ref", "json"):
-        raise InvalidInput(f"unknown --format {output!r}", "use digest, ref or json")
+    if output not in ("digest", "ref", "json"):  # json: the old spelling of --json
+        raise InvalidInput(f"unknown --format {output!r}", "use digest or ref, or --json")
+    output = "json" if as_json else output
     from ..policy import require_trust
     from ..resolver import Resolver
 
