@@ -449,6 +449,14 @@ def _current_head(
     try:
         _check_signatures(policy, stage, head, head=True)
     except VerificationError as exc:
+        try:
+            # A head with trusted but too few signatures (written under a laxer policy) can
+            # be built on: the next record, signed to the threshold, becomes the head that
+            # reads check, and the chain verifies again (the recovery in docs/guarantees.md).
+            _check_signatures(policy, stage, head, head=False)
+            return head, tags
+        except VerificationError:
+            pass
         raise VerificationError(
             f"cannot build on the current {stage} record: {exc.message}",
             "pass the trust policy that covers its signers (--policy or --trust)",
@@ -509,7 +517,12 @@ def promote(
     version = version_of(repository, model.digest)
     for _ in range(_COMMIT_ATTEMPTS):
         head, tags = _current_head(repository, stage, policy)
-        if head is not None and head.record.digest == model.digest and action == "promote":
+        if (
+            head is not None
+            and head.record.digest == model.digest
+            and action == "promote"
+            and policy.check_signatures(stage, head.envelope).ok  # else: sign it again
+        ):
             return Outcome("unchanged", stage, model.digest, version, head.record.sequence)
         if action == "promote":
             _check_gates(repository, stage, model_bytes, model.digest, policy, head, tags)
