@@ -207,7 +207,10 @@ def history(
     """
     found = trust_policy(trust, policy)
     entries = api.history(repository, stage=stage, policy=found, stores=settings.stores())
-    entries = sorted(entries, key=lambda entry: entry.stored.record.issued_at)
+    # times have one-second resolution: within a second, an archive follows the move
+    entries = sorted(
+        entries, key=lambda e: (e.stored.record.issued_at, e.stored.record.action == "archive")
+    )
     waiting = api.proposals(repository, stage=stage, policy=found, stores=settings.stores())
     failed = found is not None and any(entry.problem for entry in entries)
     if as_json:
