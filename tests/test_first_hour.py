@@ -268,3 +268,17 @@ def test_demo_refuses_bad_arguments_before_setting_anything_up(tmp_path: Path) -
         [str(ROOT / "scripts" / "demo"), "--bogus"], capture_output=True, text=True
     )
     assert unknown.returncode == 2 and "usage: scripts/demo [--keep DIR]" in unknown.stderr
+
+
+def test_trust_keys_do_not_loosen_the_policy_a_stage_is_written_under(
+    cli: Cli, keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--trust alice.pub beside a policy in MODELREG_POLICY must not commit on one signature."""
+    repo = unique_repo("fraud")
+    _push(cli, tmp_path, repo, b"one")
+    monkeypatch.setenv("MODELREG_POLICY", str(_policy(tmp_path, keys)))
+    alice = ["--key", str(keys / "alice.key"), "--trust", str(keys / "alice.pub")]
+    proposed = cli("promote", f"{repo}:v1", "--to", "production", *alice)
+    assert proposed.returncode == 0, proposed.stderr
+    assert "proposed v1 for production (record 1): 1 of 2 signatures" in proposed.stdout
+    assert cli("verify", f"{repo}:production").returncode in (3, 7)  # nothing committed

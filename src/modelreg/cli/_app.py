@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -73,6 +74,18 @@ def _print_version(value: bool) -> None:
 
         typer.echo(f"modelreg {__version__}")
         raise typer.Exit()
+
+
+def signing_policy(trust: list[Path] | None, policy: Path | None) -> TrustPolicy | None:
+    """The trust a stage is *written* under: the policy from --policy, $MODELREG_POLICY or
+    $MODELREG_HOME/policy.toml whenever there is one (--trust keys only add to it), so a
+    move can never be committed under laxer rules than the ones its readers apply."""
+    if policy is None and trust:
+        if os.environ.get("MODELREG_POLICY"):
+            policy = Path(os.environ["MODELREG_POLICY"])
+        elif (settings.stores().home / "policy.toml").is_file():
+            policy = settings.stores().home / "policy.toml"
+    return trust_policy(trust, policy)
 
 
 @app.callback()

@@ -11,7 +11,7 @@ import typer
 from .. import api
 from ..errors import InvalidInput
 from ..timeutil import parse_duration
-from ._app import PolicyOption, TrustOption, app, settings, trust_policy
+from ._app import PolicyOption, TrustOption, app, settings, signing_policy, trust_policy
 from ._output import JsonFlag, emit_json, note, say
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
@@ -47,7 +47,7 @@ def _policy_or_own_key(
     """The configured trust; without one, the signer's own key (named after its file)."""
     from ..policy import TrustPolicy
 
-    found = trust_policy(trust, policy)
+    found = signing_policy(trust, policy)
     if found is None:
         note(
             f"note: no trust policy (--policy, MODELREG_POLICY or $MODELREG_HOME/policy.toml): "
@@ -165,7 +165,7 @@ def approve(
         reference,
         to,
         _signing_key(key, passphrase_file),
-        policy=trust_policy(trust, policy),
+        policy=signing_policy(trust, policy),
         stores=settings.stores(),
     )
     _report(outcome, reference.split("@")[0], as_json)
