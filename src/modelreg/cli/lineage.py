@@ -75,7 +75,7 @@ def versions(
 
 @app.command()
 def show(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
@@ -101,7 +101,7 @@ def show(
 
 @app.command(name="lineage")
 def lineage_command(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG|:STAGE][@DIGEST].")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,

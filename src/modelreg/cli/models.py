@@ -27,7 +27,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 @app.command()
 def push(
     path: Annotated[Path, typer.Argument(help="Model file or directory.")],
-    repository: Annotated[str, typer.Argument(help="fraud, or HOST[:PORT]/REPO for a registry.")],
+    repository: Annotated[str, typer.Argument(help="Repository: fraud or HOST/REPO.")],
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Alias tag.")] = None,
     data: Annotated[
         list[str] | None, typer.Option("--data", help="Dataset: a path, or URI[@VERSION].")
@@ -117,7 +117,7 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 @app.command()
 def pull(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST]; no tag = latest.")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     destination: Annotated[Path, typer.Argument(help="Directory to write the model files to.")],
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty destination.")
@@ -158,7 +158,7 @@ def pull(
 
 @app.command()
 def inspect(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
@@ -186,7 +186,7 @@ def inspect(
 
 @app.command()
 def copy(
-    source: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST] to copy from.")],
+    source: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     destination: Annotated[str, typer.Argument(help="Repository (any store) to copy to.")],
     all_versions: Annotated[
         bool,
