@@ -56,8 +56,8 @@ if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads n
     from . import content_signatures, retention, stages
     from . import mirror as mirror_mod
     from .lineage import Lineage
+    from .pending import PendingProposal
     from .policy import TrustPolicy
-    from .proposals import Proposal
     from .signing import SigningKey
 
 MAX_LINEAGE_BLOB = 64 * 1024 * 1024
@@ -900,15 +900,15 @@ def version_number(
     return version_of(stores.repository(_reference(repository)), digest)
 
 
-def proposals(
+def pending(
     repository: str | Reference,
     *,
     stage: str | None = None,
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
-) -> list[Proposal]:
+) -> list[PendingProposal]:
     """Live pending proposals (waiting for 'approve'), with their verified signers."""
-    from .proposals import pending_proposals
+    from .pending import pending_proposals
 
     stores = stores or Stores()
     repo = stores.repository(_reference(repository))
@@ -927,7 +927,7 @@ __all__ = [
     "login",
     "logout",
     "mirror",
-    "proposals",
+    "pending",
     "pull",
     "push",
     "repair",

@@ -15,8 +15,8 @@ from ._app import PolicyOption, TrustOption, app, settings, signing_policy, trus
 from ._output import JsonFlag, emit_json, note, say
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
+    from ..pending import PendingProposal
     from ..policy import TrustPolicy
-    from ..proposals import Proposal
     from ..signing import SigningKey
     from ..stages import Outcome
 
@@ -211,7 +211,7 @@ def history(
     entries = sorted(
         entries, key=lambda e: (e.stored.record.issued_at, e.stored.record.action == "archive")
     )
-    waiting = api.proposals(repository, stage=stage, policy=found, stores=settings.stores())
+    waiting = api.pending(repository, stage=stage, policy=found, stores=settings.stores())
     failed = found is not None and any(entry.problem for entry in entries)
     if as_json:
         emit_json([entry.to_dict() for entry in entries] + [_proposal_row(p) for p in waiting])
@@ -248,7 +248,7 @@ def history(
         raise typer.Exit(7)
 
 
-def _proposal_row(proposal: Proposal) -> dict[str, object]:
+def _proposal_row(proposal: PendingProposal) -> dict[str, object]:
     return {**proposal.to_dict(), "action": "pending", "proposedAction": proposal.action}
 
 

@@ -1,4 +1,6 @@
-"""Pending proposals: promotions (or rollbacks) that wait for more signatures.
+"""Listing pending proposals: promotions (or rollbacks) that wait for more signatures.
+
+(What an approver checks before signing one is :mod:`.proposals`.)
 
 A proposal is stored under ``promotion.<stage>.<sequence>.pending`` and is live
 while its sequence is past the stage's committed head; an older one is stale
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Proposal:
+class PendingProposal:
     stage: str
     sequence: int
     action: str
@@ -46,10 +48,10 @@ class Proposal:
 
 def pending_proposals(
     repository: Repository, stage: str | None = None, policy: TrustPolicy | None = None
-) -> list[Proposal]:
+) -> list[PendingProposal]:
     """Live proposals of ``stage`` (default: every stage), oldest first."""
     tags = repository.list_tags()
-    found: list[Proposal] = []
+    found: list[PendingProposal] = []
     for tag in tags:
         parsed = parse_pending_tag(tag)
         if parsed is None or (stage is not None and parsed[0] != stage):
@@ -69,7 +71,7 @@ def pending_proposals(
             check = policy.check_signatures(name, stored.envelope)
             signers, needed = check.valid_signers, check.threshold
         found.append(
-            Proposal(
+            PendingProposal(
                 name,
                 sequence,
                 record.action,
