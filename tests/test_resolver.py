@@ -288,7 +288,7 @@ def test_a_warm_resolve_is_three_heads_and_writes_nothing(
         proxied = target.replace(registry.host, proxy.host)
         resolver = resolver_for(via, keys, tmp_path / "cache")
         resolver.resolve(proxied)
-        state = tmp_path / "cache" / "trust-state.json"
+        state = stores.home / "trust-state.json"  # one memory per client (issue 14, item 7)
         before = state.stat()
         proxy.seen.clear()
         for _ in range(3):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import InvalidInput
 from .reference import Reference, parse_reference
 from .store import Stores
 from .store.base import Repository
@@ -31,25 +32,54 @@ def open_reference(
 
     ref = reference if isinstance(reference, Reference) else parse_reference(reference)
     repo = stores.repository(ref)
-    if ref.tag and not ref.digest and is_stage(repo, ref.tag):
-        policy = require_trust(trust or default_trust(stores), str(ref))
-        verified = stages.verify_stage(repo, ref.tag, policy, state=trust_state(stores))
-        if policy.rule(ref.tag).require_content_signature:
-            from .content_signatures import verify_model
+    plain = ref.tag is None or parse_version_tag(ref.tag) is not None or is_internal_tag(ref.tag)
+    if ref.tag and not ref.digest and not plain:  # a version tag reads no trust (no crypto)
+        configured = trust or default_trust(stores)
+        state = trust_state(stores)
+        if is_stage(repo, ref.tag, configured, state):
+            policy = require_trust(configured, str(ref))
+            verified = stages.verify_stage(repo, ref.tag, policy, state=state)
+            if policy.rule(ref.tag).require_content_signature:
+                from .content_signatures import verify_model
 
-            verify_model(repo, verified.digest, policy.allowed_keys(ref.tag), str(ref))
-        return repo, verified.digest
+                verify_model(repo, verified.digest, policy.allowed_keys(ref.tag), str(ref))
+            return repo, verified.digest
     return repo, resolve_reference_tag(repo, ref.identifier)
 
 
-def is_stage(repository: Repository, tag: str) -> bool:
-    from .promotion import record_tag
+def is_stage(
+    repository: Repository,
+    tag: str,
+    policy: TrustPolicy | None = None,
+    state: TrustState | None = None,
+) -> bool:
+    """Whether reading ``repository:tag`` must verify a signed chain instead of the tag.
+
+    A stage is a stage by the default stage names, the stages ``policy`` names,
+    and the stages ``state`` remembers accepting. Record tags in the registry may
+    add a stage, but their absence never removes one: a pusher who deletes a
+    custom stage's records cannot turn it back into a plain tag for a client
+    that knows the stage from its policy or its memory.
+    """
+    from .policy import validate_stage
+    from .promotion import chain_sequences, record_tag
 
     if parse_version_tag(tag) is not None or is_internal_tag(tag):
         return False
-    if tag in DEFAULT_STAGES:
+    try:
+        validate_stage(tag)
+    except InvalidInput:
+        return False  # a stage cannot have this name, so no chain can exist for it
+    if tag in DEFAULT_STAGES or (policy is not None and tag in policy.stage_names()):
         return True
-    return repository.resolve(record_tag(tag, 1)) is not None
+    if state is not None and state.remembers_stage(
+        repository.store_id, repository.path_in_store, tag
+    ):
+        return True
+    if repository.resolve(record_tag(tag, 1)) is not None:
+        return True
+    # record 1 may be gone while later records remain: those still make it a stage
+    return bool(chain_sequences(repository.list_tags(), tag))
 
 
 def default_trust(stores: Stores) -> TrustPolicy | None:

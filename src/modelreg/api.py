@@ -745,7 +745,13 @@ def promote(
 
         sign_model(repo, identifier, key)
     return stages.promote(
-        repo, identifier, stage, key, policy or default_trust(stores), expires_in=expires_in
+        repo,
+        identifier,
+        stage,
+        key,
+        policy or default_trust(stores),
+        expires_in=expires_in,
+        state=trust_state(stores),
     )
 
 
@@ -763,7 +769,7 @@ def approve(
     stores = stores or Stores()
     repo, identifier = open_reference(stores, reference, policy)
     trust = require_trust(policy or default_trust(stores), f"{stage} of {repo.name}")
-    return stages.approve(repo, identifier, stage, key, trust)
+    return stages.approve(repo, identifier, stage, key, trust, trust_state(stores))
 
 
 def rollback(
@@ -778,7 +784,7 @@ def rollback(
 
     stores = stores or Stores()
     repo = stores.repository(_reference(repository))
-    return stages.rollback(repo, stage, key, policy or default_trust(stores))
+    return stages.rollback(repo, stage, key, policy or default_trust(stores), trust_state(stores))
 
 
 def history(

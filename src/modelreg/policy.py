@@ -20,6 +20,13 @@ A policy file (TOML)::
         "metrics.latency_ms <= @production",
     ]
 
+    [retired]                   # former keys: never trusted on a read; only used to check
+    old = "old.pub"             # the head a key-rotating promotion builds on
+
+Stage names cannot be the shape of another tag (``v<N>``, ``latest``,
+``sha256-…``, ``promotion…``), and one public key cannot be listed under two
+names (a threshold counts distinct keys).
+
 Without a file, ``--trust a.pub --trust b.pub`` makes a policy in which any of
 those keys may move any stage alone. Signatures gate trust at every read;
 ``requires`` and ``gates`` are checked when a promotion is made.
@@ -54,11 +61,22 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+# shapes of tags modelreg gives another meaning: a stage named like one would move it
+_RESERVED_STAGE = re.compile(r"v[0-9]+|latest|sha256-.*|sha256|promotion.*")
+
+
 def validate_stage(name: str) -> str:
     if not _STAGE.fullmatch(name):
         raise InvalidInput(
             f"invalid stage name {name!r}",
             "a stage is a lowercase word: letters, digits, '-' and '_' (e.g. production)",
+        )
+    if _RESERVED_STAGE.fullmatch(name):
+        raise InvalidInput(
+            f"stage name {name!r} is the shape of a version, anchor, record or 'latest' tag, "
+            "which a stage tag would overwrite",
+            "name stages with a word that is not v<N>, latest, sha256-… or promotion…, "
+            "e.g. production or canary",
         )
     return name
 
@@ -153,8 +171,41 @@ class SignatureCheck:
 
 @dataclass(frozen=True)
 class TrustPolicy:
+    """Keys, per-stage rules, and ``retired`` keys.
+
+    Retired keys never make a record trusted on a read. They are used only by a
+    promoter to check the head it builds on during a key rotation (see
+    :func:`modelreg.stages.promote` and docs/guarantees.md).
+    """
+
     keys: Mapping[str, PublicKey]
     stages: Mapping[str, StageRule] = field(default_factory=dict)
+    retired: Mapping[str, PublicKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _refuse_duplicate_keys(self.keys, self.retired)
+
+    def stage_names(self) -> set[str]:
+        """The stages this policy names: its rules and the stages they require or compare."""
+        names = set(self.stages)
+        for rule in self.stages.values():
+            if rule.requires:
+                names.add(rule.requires)
+            names.update(gate.stage for gate in rule.gates if gate.stage)
+        return names
+
+    def with_retired_signers(self, stage: str) -> TrustPolicy:
+        """This policy with the retired keys also allowed to sign ``stage`` (same threshold).
+
+        Only for checking what a rotating promoter builds on, never for a read.
+        """
+        if not self.retired:
+            return self
+        rule = self.rule(stage)
+        names = tuple(self.allowed_names(stage)) + tuple(self.retired)
+        keys = {**self.keys, **self.retired}
+        widened = StageRule(names, rule.threshold, rule.requires, rule.gates)
+        return TrustPolicy(keys, {**self.stages, stage: widened})
 
     def rule(self, stage: str) -> StageRule:
         return self.stages.get(stage, StageRule())
@@ -163,6 +214,9 @@ class TrustPolicy:
         for name, key in self.keys.items():
             if key.key_id == key_id:
                 return name
+        for name, key in self.retired.items():
+            if key.key_id == key_id:
+                return f"{name} (retired)"
         return key_id[:12]
 
     def allowed_keys(self, stage: str) -> dict[str, PublicKey]:
@@ -202,30 +256,69 @@ class TrustPolicy:
         return list(self.keys if signers is None else signers)
 
 
-def policy_from_keys(paths: Iterable[Path]) -> TrustPolicy:
+def _refuse_duplicate_keys(*tables: Mapping[str, PublicKey]) -> None:
+    """One key under two names would let one signature count twice toward a threshold."""
+    seen: dict[str, str] = {}
+    for table in tables:
+        for name, key in table.items():
+            if key.key_id in seen and seen[key.key_id] != name:
+                raise InvalidInput(
+                    f"the trust policy lists one public key under two names: "
+                    f"{seen[key.key_id]!r} and {name!r} (key id {key.key_id[:12]})",
+                    "list each key once; a threshold counts distinct keys",
+                )
+            seen[key.key_id] = name
+
+
+def policy_from_keys(paths: Iterable[Path], retired: Iterable[Path] = ()) -> TrustPolicy:
     """Every given key trusted for every stage, one signature enough."""
     keys: dict[str, PublicKey] = {}
     for path in paths:
         key = load_public_key(Path(path))
+        if key in keys.values():
+            continue  # the same key given twice (or in two files) is one key
         keys[Path(path).stem if Path(path).stem not in keys else key.key_id[:12]] = key
     if not keys:
         raise InvalidInput("no trusted keys given", "pass --trust KEY.pub or --policy FILE")
-    return TrustPolicy(keys)
+    return TrustPolicy(keys, retired=_retired_keys(retired, keys))
 
 
-def load_policy(path: Path, extra_keys: Sequence[Path] = ()) -> TrustPolicy:
-    data = load_toml_file(path, "policy file")
-    keys_table = data.get("keys", {})
-    if not isinstance(keys_table, dict):
-        raise InvalidInput(f'{path}: [keys] must be a table of name = "file.pub"')
+def _retired_keys(paths: Iterable[Path], keys: Mapping[str, PublicKey]) -> dict[str, PublicKey]:
+    retired: dict[str, PublicKey] = {}
+    for path in paths:
+        key = load_public_key(Path(path))
+        name = Path(path).stem
+        retired[name if name not in keys and name not in retired else key.key_id[:12]] = key
+    return retired
+
+
+def _key_table(path: Path, data: Mapping[str, Any], section: str) -> dict[str, PublicKey]:
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise InvalidInput(f'{path}: [{section}] must be a table of name = "file.pub"')
     keys: dict[str, PublicKey] = {}
-    for name, value in keys_table.items():
+    for name, value in table.items():
         if not isinstance(value, str):
             raise InvalidInput(f"{path}: key {name!r} must name a public key file")
         if value.lstrip().startswith("-----BEGIN"):
             keys[name] = PublicKey.from_pem(value.encode())
         else:
             keys[name] = load_public_key(Path(path).parent / value)
+    return keys
+
+
+def load_policy(
+    path: Path, extra_keys: Sequence[Path] = (), retired_keys: Sequence[Path] = ()
+) -> TrustPolicy:
+    data = load_toml_file(path, "policy file")
+    keys = _key_table(path, data, "keys")
+    retired = _key_table(path, data, "retired")
+    both = sorted(set(keys) & set(retired))
+    if both:
+        raise InvalidInput(
+            f"{path}: {both[0]!r} is both in [keys] and in [retired]",
+            "a retired key is one no longer trusted: keep it in [retired] only",
+        )
     for extra in extra_keys:
         keys[Path(extra).stem] = load_public_key(Path(extra))
     stages: dict[str, StageRule] = {}
@@ -235,12 +328,16 @@ def load_policy(path: Path, extra_keys: Sequence[Path] = ()) -> TrustPolicy:
     for stage, table in stages_table.items():
         validate_stage(stage)
         stages[stage] = _stage_rule(path, stage, table, keys)
-    unknown = set(data) - {"keys", "stages"}
+    unknown = set(data) - {"keys", "stages", "retired"}
     if unknown:
         raise InvalidInput(
-            f"{path}: unknown section(s) {sorted(unknown)}", "use [keys] and [stages.*]"
+            f"{path}: unknown section(s) {sorted(unknown)}",
+            "use [keys], [retired] and [stages.*]",
         )
-    return TrustPolicy(keys, stages)
+    try:
+        return TrustPolicy(keys, stages, {**retired, **_retired_keys(retired_keys, keys)})
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc.message}", exc.hint) from None
 
 
 _CONTENT = "require_content_signature"
@@ -294,6 +391,7 @@ def trust_from_options(
     *,
     home: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    retired: Sequence[Path] = (),
 ) -> TrustPolicy | None:
     """The trust to verify stages with, from the first of these that is set:
 
@@ -302,9 +400,9 @@ def trust_from_options(
     """
     env = os.environ if environ is None else environ
     if policy is not None:
-        return load_policy(policy, trust)
+        return load_policy(policy, trust, retired)
     if trust:
-        return policy_from_keys(trust)
+        return policy_from_keys(trust, retired)
     if env.get("MODELREG_POLICY"):
         return load_policy(Path(env["MODELREG_POLICY"]))
     if env.get("MODELREG_TRUST"):

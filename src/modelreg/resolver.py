@@ -9,10 +9,12 @@
         reload(resolver.fetch(model))       # on start and on every verified promotion
 
 Every answer comes from a promotion chain verified against the trust policy;
-the last accepted head of each stage is kept on disk, so a replayed older
-record is refused across restarts. When the registry cannot be reached the
+the last accepted head of each stage is kept on disk in ``$MODELREG_HOME``
+(shared with ``modelreg pull/verify`` of ``repo:stage``), so a replayed older
+record is refused across restarts and across commands. When the registry cannot be reached the
 last verified answer is returned if it is younger than ``max_stale`` (and
-marked ``stale``); otherwise the error is raised.
+marked ``stale``), unless that answer's record has expired; otherwise the error
+is raised.
 
 The cache under ``cache_dir`` is content-addressed and safe for several
 processes: ``layers/<hex>`` holds each verified, extracted layer (written to a
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from . import formats
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
-from .errors import ModelregError, RegistryUnavailable
+from .errors import ModelregError, RegistryUnavailable, VerificationError
 from .formats.layers import FileLayer, unpack
 from .oci import MAX_MANIFEST_BYTES, Manifest
 from .packing import MODEL_ROOT
@@ -46,6 +48,7 @@ from .reference import Reference, parse_reference
 from .stages import verify_stage
 from .store import Stores
 from .store.base import Repository
+from .timeutil import now_utc, parse_time
 from .trust_state import TrustState
 
 if TYPE_CHECKING:
@@ -119,7 +122,11 @@ class Resolver:
         self.cache_dir = Path(cache_dir) if cache_dir else self._stores.home / "cache" / "resolver"
         for sub in ("blobs", "layers", "models"):
             (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
-        self._state = TrustState(self.cache_dir / "trust-state.json")
+        # one client, one memory: the heads pull/verify/lineage accepted are the resolver's too
+        self._state = TrustState(self._stores.home / "trust-state.json")
+        legacy = self.cache_dir / "trust-state.json"  # where resolvers kept it before
+        if legacy.is_file():
+            self._state.adopt(legacy)
         self._max_stale = (
             max_stale.total_seconds() if isinstance(max_stale, timedelta) else float(max_stale)
         )
@@ -170,7 +177,19 @@ class Resolver:
                 repo.store_id, repo.path_in_store, stage, self._policy.fingerprint(stage)
             )
         )
-        if accepted is None:
+        if (
+            accepted is not None
+            and accepted.expires_at
+            and (parse_time(accepted.expires_at) < now_utc())
+        ):
+            raise VerificationError(
+                f"{unreachable.message}; the last verified {repo.name}:{stage} head (record "
+                f"{accepted.sequence}) expired at {accepted.expires_at}",
+                "an expired head is never served, not even offline: bring the registry back "
+                "and promote again to renew the stage",
+            ) from None
+        manifest = self._cached_manifest(accepted.target) if accepted is not None else None
+        if accepted is None or manifest is None:
             raise RegistryUnavailable(
                 f"{unreachable.message}; and no verified answer for {repo.name}:{stage} is cached",
                 unreachable.hint,
@@ -188,9 +207,6 @@ class Resolver:
                 f"{age:.0f} s old, over max_stale ({self._max_stale:.0f} s)",
                 "bring the registry back, or raise max_stale if older answers are acceptable",
             ) from None
-        manifest = self._cached_manifest(accepted.target)
-        if manifest is None:
-            raise unreachable
         return ResolvedModel(
             repo.name,
             stage,

@@ -15,6 +15,8 @@ expired record.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -23,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from .digest import sha256_digest
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -48,7 +51,6 @@ from .signing import (
     SigningKey,
     add_signature,
     sign_envelope,
-    verify_envelope,
 )
 from .store.base import Repository, read_listed
 from .timeutil import format_time, now_utc, parse_time
@@ -94,6 +96,10 @@ class VerifiedStage:
             "issuedAt": self.issued_at,
             "expiresAt": self.expires_at,
         }
+
+
+def _stage_prefix(repository: Repository, stage: str) -> str:
+    return TrustState.prefix(repository.store_id, repository.path_in_store, stage)
 
 
 def _stage_key(repository: Repository, stage: str, policy: TrustPolicy) -> str:
@@ -161,7 +167,8 @@ def _check_signatures(
             f"{where} has an invalid signature by {', '.join(check.invalid)}: tampered",
             "the record or its signature was altered after signing",
         )
-    needed = check.threshold if head else 1
+    # a record before the head is vouched for by the hash chain from the trusted head
+    needed = check.threshold if head else 0
     if len(check.valid_signers) < needed:
         raise VerificationError(
             f"{where} has too few signatures: {_too_few(policy, stage, check, needed)}",
@@ -256,6 +263,13 @@ def _head_sequence_from(
     return listed[-1]
 
 
+class _ChainMoved(Exception):
+    """The stage tag named a newer model because a promotion landed while we read."""
+
+
+_REREADS = 3
+
+
 def verify_stage(
     repository: Repository,
     stage: str,
@@ -268,16 +282,61 @@ def verify_stage(
 ) -> VerifiedStage:
     """Verify ``stage`` and return what it holds; raise VerificationError otherwise.
 
+    The head must carry the policy's threshold of trusted signatures; every
+    record before it is authenticated by the hash chain it links back to (a
+    trusted head vouches for the chain up to it, so a key rotation needs no
+    re-signing of old records).
+
     ``full`` walks and checks every record; otherwise the head is checked in
     full and linked to what this client accepted before (or to its predecessor).
     ``check_tag`` also requires the stage tag to name the chain head's model;
     with ``tag_may_lag`` a tag still naming what the head replaced is accepted
     too: a promotion writes its record before it moves the tag, so a reader in
-    between (or after a promoter died there) sees exactly that.
+    between (or after a promoter died there) sees exactly that. A tag *ahead* of
+    the chain that was read, with a newer record now present, is a promotion that
+    landed during the read: the chain is read again before anything is alarmed.
     """
     validate_stage(stage)
+    for attempt in range(_REREADS):
+        try:
+            return _verify_once(
+                repository,
+                stage,
+                policy,
+                state=state,
+                full=full,
+                check_tag=check_tag,
+                tag_may_lag=tag_may_lag,
+                may_reread=attempt < _REREADS - 1,
+            )
+        except _ChainMoved:
+            continue
+    raise AssertionError("unreachable: the last attempt never rereads")
+
+
+def _verify_once(
+    repository: Repository,
+    stage: str,
+    policy: TrustPolicy,
+    *,
+    state: TrustState | None,
+    full: bool,
+    check_tag: bool,
+    tag_may_lag: bool,
+    may_reread: bool,
+) -> VerifiedStage:
     key = _stage_key(repository, stage, policy)
     accepted = state.get(key) if state else None
+    # the highest head accepted for this stage under any policy: sequences never go back,
+    # whatever trust was used (a rotated policy included)
+    floor = (
+        max(
+            (a.sequence for a in state.remembered(_stage_prefix(repository, stage))),
+            default=0,
+        )
+        if state
+        else 0
+    )
     chain: dict[int, StoredRecord] = {}
     lookups = _Lookups(repository)
     if accepted is not None and not full:
@@ -303,10 +362,11 @@ def verify_stage(
         start = 1 if full else max(1, head_sequence - 1)
         if accepted is not None:
             start = min(start, accepted.sequence)
-    if accepted is not None and head_sequence < accepted.sequence:
+    floor = max(floor, accepted.sequence if accepted is not None else 0)
+    if head_sequence < floor:
         raise VerificationError(
             f"{repository.name} {stage} is at sequence {head_sequence}, but this client already "
-            f"accepted sequence {accepted.sequence}: an older record was replayed",
+            f"accepted sequence {floor}: an older record was replayed",
             "someone removed newer records or points you at an old copy; do not trust it",
         )
     # the payload digest each record must name as its predecessor, when known
@@ -358,6 +418,8 @@ def verify_stage(
             tagged = repository.resolve(stage)
             held = tagged.digest if tagged is not None else None
         if held != result.digest and not (tag_may_lag and held == result.replaces):
+            if may_reread and repository.resolve(record_tag(stage, result.sequence + 1)):
+                raise _ChainMoved
             raise VerificationError(
                 f"the {stage} tag of {repository.name} points at "
                 f"{held or 'nothing'}, but the signed chain says "
@@ -436,9 +498,19 @@ def _expiring(result: VerifiedStage) -> PromotionRecord:
 
 
 def _current_head(
-    repository: Repository, stage: str, policy: TrustPolicy
+    repository: Repository,
+    stage: str,
+    policy: TrustPolicy,
+    state: TrustState | None = None,
 ) -> tuple[StoredRecord | None, list[str]]:
-    """The verified head record of a stage (or None) and the tags read to find it."""
+    """The head record a promoter may build on (or None) and the tags read to find it.
+
+    A new record vouches for the whole chain before it, so its base must be
+    authenticated: signed to the policy's threshold; or, during a key rotation,
+    signed to that threshold by the policy's ``[retired]`` keys, or exactly the
+    head this client accepted before (under any policy). Anything else, e.g. a
+    record a keyless pusher slipped in just before the rotating promotion, is refused.
+    """
     tags = repository.list_tags()
     sequences = chain_sequences(tags, stage)
     if not sequences:
@@ -449,19 +521,59 @@ def _current_head(
     try:
         _check_signatures(policy, stage, head, head=True)
     except VerificationError as exc:
-        try:
-            # A head with trusted but too few signatures (written under a laxer policy) can
-            # be built on: the next record, signed to the threshold, becomes the head that
-            # reads check, and the chain verifies again (the recovery in docs/guarantees.md).
-            _check_signatures(policy, stage, head, head=False)
-            return head, tags
-        except VerificationError:
-            pass
-        raise VerificationError(
-            f"cannot build on the current {stage} record: {exc.message}",
-            "pass the trust policy that covers its signers (--policy or --trust)",
-        ) from None
+        check = policy.check_signatures(stage, head.envelope)
+        # a head a trusted key signed, below the threshold (written under a laxer policy),
+        # can be built on: the next record, signed to the threshold, is the head that vouches
+        # for it, and the stage verifies again (the recovery in docs/guarantees.md)
+        under_signed = bool(check.valid_signers)
+        if check.invalid or not (
+            under_signed or _rotation_base(repository, stage, policy, head, state)
+        ):
+            raise VerificationError(
+                f"cannot build on the current {stage} record: {exc.message}",
+                "pass the trust policy that covers its signers (--policy or --trust); when "
+                "rotating keys, list the old key under [retired] in the policy (or pass "
+                "--retired OLD.pub)",
+            ) from None
     return head, tags
+
+
+def _rotation_base(
+    repository: Repository,
+    stage: str,
+    policy: TrustPolicy,
+    head: StoredRecord,
+    state: TrustState | None,
+) -> bool:
+    """Whether a head the current keys did not sign is the one a rotation may build on."""
+    if policy.retired:
+        widened = policy.with_retired_signers(stage)
+        if widened.check_signatures(stage, head.envelope).ok:
+            return True
+    if state is not None:
+        remembered = state.remembered(_stage_prefix(repository, stage))
+        return any(a.payload == head.payload_digest for a in remembered)
+    return False
+
+
+def verified_chain(repository: Repository, stage: str, policy: TrustPolicy) -> list[StoredRecord]:
+    """Every record of ``stage``, read once and authenticated from a trusted head back.
+
+    Empty when the stage has no records; VerificationError on a gap, a broken
+    link, or a head without the policy's threshold.
+    """
+    sequences = stage_sequences(repository, stage)
+    if not sequences:
+        return []
+    if sequences != list(range(1, sequences[-1] + 1)):
+        raise VerificationError(f"the {stage} chain of {repository.name} has a gap")
+    chain: list[StoredRecord] = []
+    for sequence in sequences:
+        stored = _read(repository, stage, sequence)
+        _check_link(stage, stored, chain[-1] if chain else None)
+        _check_signatures(policy, stage, stored, head=sequence == sequences[-1])
+        chain.append(stored)
+    return chain
 
 
 # ----- moving a stage -----------------------------------------------------------------------------
@@ -480,6 +592,7 @@ class Outcome:
     needed: int = 1
     archived: Outcome | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    proposal: dict[str, object] | None = None  # what an approval signed, field by field
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -492,6 +605,7 @@ class Outcome:
             "needed": self.needed,
             "archived": self.archived.to_dict() if self.archived else None,
             "notes": list(self.notes),
+            "proposal": self.proposal,
         }
 
 
@@ -504,6 +618,7 @@ def promote(
     *,
     expires_in: timedelta | None = None,
     action: str = "promote",
+    state: TrustState | None = None,
 ) -> Outcome:
     """Sign a move of ``stage`` to the model at ``reference``; gated by ``policy``.
 
@@ -516,7 +631,7 @@ def promote(
     model, model_bytes = repository.fetch_manifest(reference)
     version = version_of(repository, model.digest)
     for _ in range(_COMMIT_ATTEMPTS):
-        head, tags = _current_head(repository, stage, policy)
+        head, tags = _current_head(repository, stage, policy, state)
         if (
             head is not None
             and head.record.digest == model.digest
@@ -540,7 +655,7 @@ def promote(
             expires_at=format_time(issued + expires_in) if expires_in else None,
         )
         envelope = sign_envelope(IN_TOTO_PAYLOAD_TYPE, record.payload(), key)
-        outcome = _commit_or_propose(repository, policy, envelope, record, model, key)
+        outcome = _commit_or_propose(repository, policy, envelope, record, model, key, state)
         if outcome is not None:
             return outcome
     raise ConflictError(
@@ -555,12 +670,20 @@ def approve(
     stage: str,
     key: SigningKey,
     policy: TrustPolicy,
+    state: TrustState | None = None,
 ) -> Outcome:
-    """Add a signature to the pending proposal for ``stage``; move it at the threshold."""
+    """Add a signature to the pending proposal for ``stage``; move it at the threshold.
+
+    The proposal must be signed by a key allowed to sign the stage, and every
+    field is checked against the verified head (see :mod:`.proposals`); the new
+    signature covers the proposal's exact payload bytes.
+    """
+    from .proposals import verified_proposal
+
     validate_stage(stage)
     policy.require_signer(stage, key.key_id)
     model, _ = repository.fetch_manifest(reference)
-    head, _ = _current_head(repository, stage, policy)
+    head, _ = _current_head(repository, stage, policy, state)
     sequence = head.record.sequence + 1 if head else 1
     try:
         pending = read_record(repository, pending_tag(stage, sequence))
@@ -573,25 +696,18 @@ def approve(
         raise VerificationError(
             f"the pending {stage} proposal is malformed: {exc.message}"
         ) from None
-    record = pending.record
-    _check_binding(repository, stage, sequence, record)
-    if record.digest != model.digest:
-        raise PolicyError(
-            f"the pending {stage} proposal is for {record.digest}"
-            + (f" (v{record.version})" if record.version else "")
-            + f", not {model.digest}",
-            "approve the version that was proposed, or propose this one with 'modelreg promote'",
-        )
-    if record.previous != (head.payload_digest if head else None):
-        raise PolicyError(
-            f"the pending {stage} proposal is stale: the stage moved since it was made",
-            "propose again with 'modelreg promote'",
-        )
-    # keep only signatures that verify; a tampered one must not block the proposal forever
-    verified = set(verify_envelope(pending.envelope, policy.allowed_keys(stage)).verified)
-    kept = tuple(s for s in pending.envelope.signatures if s.keyid in verified)
-    envelope = add_signature(Envelope(pending.envelope.payload_type, record.payload(), kept), key)
-    outcome = _commit_or_propose(repository, policy, envelope, record, model, key)
+    _check_binding(repository, stage, sequence, pending.record)
+    proposal = verified_proposal(
+        pending,
+        policy,
+        model_digest=model.digest,
+        head_payload=head.payload_digest if head else None,
+        head_digest=head.record.digest if head else None,
+    )
+    envelope = add_signature(proposal.envelope, key)
+    outcome = _commit_or_propose(
+        repository, policy, envelope, proposal.record, model, key, state, proposal.to_dict()
+    )
     if outcome is None:
         raise ConflictError(
             f"{repository.name}: {stage} moved while approving", "propose and approve again"
@@ -604,17 +720,22 @@ def rollback(
     stage: str,
     key: SigningKey,
     policy: TrustPolicy | None = None,
+    state: TrustState | None = None,
 ) -> Outcome:
     """Give ``stage`` back to the model that held it before the last move (a new record)."""
     validate_stage(stage)
     policy = policy or TrustPolicy({key.key_id[:12]: key.public_key})
-    head, _ = _current_head(repository, stage, policy)
-    if head is None or head.record.replaces is None:
+    head, _ = _current_head(repository, stage, policy, state)
+    if head is None or head.record.sequence == 1:
         raise PolicyError(
             f"{stage} of {repository.name} has no earlier holder to roll back to",
             "promote the version you want instead",
         )
-    return promote(repository, head.record.replaces, stage, key, policy, action="rollback")
+    # the target comes from the record the head links to, not from any field it states
+    before = _read(repository, stage, head.record.sequence - 1)
+    _check_link(stage, head, before)
+    target = before.record.digest
+    return promote(repository, target, stage, key, policy, action="rollback", state=state)
 
 
 def _commit_or_propose(
@@ -624,10 +745,14 @@ def _commit_or_propose(
     record: PromotionRecord,
     model: Descriptor,
     key: SigningKey,
+    state: TrustState | None = None,
+    proposal: dict[str, object] | None = None,
 ) -> Outcome | None:
     """Commit when the signatures reach the threshold, else store the proposal.
 
-    Returns None when a concurrent promotion took this sequence (the caller retries).
+    ``record.replaces`` was derived from (or, for an approval, checked against)
+    the verified head this record links to. Returns None when a concurrent
+    promotion took this sequence (the caller retries).
     """
     check = policy.check_signatures(record.stage, envelope)
     if not check.ok:
@@ -642,12 +767,15 @@ def _commit_or_propose(
             record.sequence,
             check.valid_signers,
             check.threshold,
+            proposal=proposal,
         )
-    written, _ = store_record(
+    written, record_digest = store_record(
         repository, envelope, model, record_tag(record.stage, record.sequence), claim=True
     )
     if not written:
         return None
+    if state is not None:
+        _remember_own(repository, policy, state, record, envelope, record_digest, check)
     _move_tag(repository, record.stage, policy)
     archived = None
     notes: list[str] = []
@@ -657,7 +785,7 @@ def _commit_or_propose(
         and record.replaces != record.digest
         and record.action in ("promote", "rollback")
     ):
-        archived, note = _archive(repository, record.replaces, key, policy)
+        archived, note = _archive(repository, record.replaces, key, policy, state)
         if note:
             notes.append(note)
     return Outcome(
@@ -670,15 +798,49 @@ def _commit_or_propose(
         check.threshold,
         archived,
         tuple(notes),
+        proposal,
     )
 
 
+def _remember_own(
+    repository: Repository,
+    policy: TrustPolicy,
+    state: TrustState,
+    record: PromotionRecord,
+    envelope: Envelope,
+    record_digest: str,
+    check: SignatureCheck,
+) -> None:
+    """A promoter accepts the record it just committed: it signed it over a checked base."""
+    with contextlib.suppress(VerificationError):  # a newer head is already remembered
+        state.accept(
+            _stage_key(repository, record.stage, policy),
+            Accepted(
+                sequence=record.sequence,
+                payload=sha256_digest(envelope.payload),
+                record=record_digest,
+                target=record.digest,
+                version=record.version,
+                verified_at=time.time(),
+                signers=list(check.valid_signers),
+                issued_at=record.issued_at,
+                expires_at=record.expires_at,
+                replaces=record.replaces,
+            ),
+        )
+
+
 def _archive(
-    repository: Repository, digest: str, key: SigningKey, policy: TrustPolicy
+    repository: Repository,
+    digest: str,
+    key: SigningKey,
+    policy: TrustPolicy,
+    state: TrustState | None = None,
 ) -> tuple[Outcome | None, str | None]:
     """Record the former production model in ``archived``, signed by the same key."""
     try:
-        return promote(repository, digest, ARCHIVED, key, policy, action="archive"), None
+        outcome = promote(repository, digest, ARCHIVED, key, policy, action="archive", state=state)
+        return outcome, None
     except PolicyError as exc:
         return None, f"not archived: {exc.message}"
 
@@ -705,10 +867,16 @@ def _check_gates(
 ) -> None:
     rule = policy.rule(stage)
     if rule.requires:
-        held = any(
-            stored.record.digest == digest
-            for stored in _chain_records(repository, rule.requires, tags)
-        )
+        try:
+            required_chain = verified_chain(repository, rule.requires, policy)
+        except VerificationError as exc:
+            raise PolicyError(
+                f"refused by rule 'requires = \"{rule.requires}\"': the {rule.requires} chain "
+                f"does not verify under this policy: {exc.message}",
+                f"investigate the {rule.requires} records (modelreg history), then promote to "
+                f"{rule.requires} again",
+            ) from None
+        held = any(stored.record.digest == digest for stored in required_chain)
         if not held:
             raise PolicyError(
                 f"refused by rule 'requires = \"{rule.requires}\"': {digest} was never in "
@@ -752,11 +920,6 @@ def _holder_facts(
         return None
     _, data = repository.fetch_manifest(holder.record.digest)
     return _facts(data)
-
-
-def _chain_records(repository: Repository, stage: str, tags: list[str]) -> Iterable[StoredRecord]:
-    for sequence in chain_sequences(tags, stage):
-        yield _read(repository, stage, sequence)
 
 
 # ----- history ---------------------------------------------------------------------------
@@ -807,6 +970,7 @@ def history(
         return versions[digest]
 
     for stage in names:
+        first = len(entries)
         previous: StoredRecord | None = None
         sequences = chain_sequences(tags, stage)
         for index, sequence in enumerate(sequences):
@@ -833,7 +997,27 @@ def history(
             replaced = stored.record.replaces
             entries.append(HistoryEntry(stored, signers, problem, _version(replaced)))
             previous = stored
+        if policy is not None:
+            entries[first:] = _vouched(entries[first:])
     return entries
+
+
+def _vouched(chain: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Mark records that no trusted signature and no verified later record vouches for.
+
+    A record before the head needs no trusted signature of its own when the chain of
+    links from a verified head reaches it (a key rotation leaves exactly such records).
+    """
+    marked: list[HistoryEntry] = []
+    vouched = False  # whether a verified record after this one links down to it
+    for entry in reversed(chain):
+        if entry.problem is None and not entry.signers and not vouched:
+            entry = dataclasses.replace(
+                entry, problem="not signed by a trusted key, and no verified record after it"
+            )
+        marked.append(entry)
+        vouched = entry.problem is None
+    return marked[::-1]
 
 
 def _broken(stage: str, sequence: int, problem: str) -> HistoryEntry:

@@ -42,6 +42,51 @@ class TrustState:
     def key(store_id: str, repository: str, stage: str, policy: str) -> str:
         return f"{store_id}|{repository}|{stage}|{policy}"
 
+    @staticmethod
+    def prefix(store_id: str, repository: str, stage: str) -> str:
+        """The part of :meth:`key` shared by every policy's memory of one stage."""
+        return f"{store_id}|{repository}|{stage}|"
+
+    def remembered(self, prefix: str) -> list[Accepted]:
+        """Every head accepted for one stage (see :meth:`prefix`), under any policy."""
+        found = []
+        for key, entry in self._read().items():
+            if key.startswith(prefix) and isinstance(entry, dict):
+                try:
+                    found.append(Accepted(**entry))
+                except TypeError:
+                    continue
+        return found
+
+    def remembers_stage(self, store_id: str, repository: str, stage: str) -> bool:
+        return bool(self.remembered(self.prefix(store_id, repository, stage)))
+
+    def adopt(self, legacy: Path) -> None:
+        """Merge another state file (an older layout's) into this one, keeping the newer heads.
+
+        Nothing is forgotten: a head remembered in either file is remembered after.
+        """
+        try:
+            old = json.loads(legacy.read_bytes())
+        except (OSError, ValueError):
+            return
+        if not isinstance(old, dict):
+            return
+        with self._locked():
+            data = self._read()
+            changed = False
+            for key, entry in old.items():
+                current = data.get(key)
+                newer = isinstance(entry, dict) and (
+                    not isinstance(current, dict)
+                    or int(entry.get("sequence", 0)) > int(current.get("sequence", 0))
+                )
+                if newer:
+                    data[key] = entry
+                    changed = True
+            if changed:
+                self._write(data)
+
     def get(self, key: str) -> Accepted | None:
         entry = self._read().get(key)
         if not isinstance(entry, dict):

@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (registers commands)
     models,
     retention,
     stages,
+    ui,
 )
 from ._app import app
 

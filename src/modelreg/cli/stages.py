@@ -12,7 +12,8 @@ from .. import api
 from ..errors import InvalidInput
 from ..timeutil import parse_duration
 from ._app import PolicyOption, TrustOption, app, settings, signing_policy, trust_policy
-from ._output import JsonFlag, emit_json, note, say
+from ._output import JsonFlag, emit_json, say
+from ._output import note as say_on_stderr
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
     from ..pending import PendingProposal
@@ -41,20 +42,54 @@ def _read_passphrase(path: Path | None) -> bytes | None:
         raise InvalidInput(f"cannot read passphrase file {path}: {exc.strerror}") from None
 
 
+RetiredOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--retired",
+        help="A former signing key (repeatable): never trusted on reads; only checks the head "
+        "a key rotation builds on (as [retired] in a policy).",
+    ),
+]
+
+
+def _signer_trust(
+    trust: list[Path] | None, policy: Path | None, retired: list[Path] | None
+) -> TrustPolicy | None:
+    """--policy/--trust (or the configured default), with any --retired keys added."""
+    if not retired:
+        return signing_policy(trust, policy)
+    from ..policy import trust_from_options
+
+    found = trust_from_options(trust or [], policy, home=settings.stores().home, retired=retired)
+    if found is None:
+        raise InvalidInput(
+            "--retired needs the current keys too", "add --trust NEW.pub or --policy FILE"
+        )
+    return found
+
+
 def _policy_or_own_key(
-    trust: list[Path] | None, policy: Path | None, key_path: Path, key: SigningKey
+    trust: list[Path] | None,
+    policy: Path | None,
+    key_path: Path,
+    key: SigningKey,
+    retired: list[Path] | None = None,
 ) -> TrustPolicy:
     """The configured trust; without one, the signer's own key (named after its file)."""
-    from ..policy import TrustPolicy
+    from ..policy import TrustPolicy, policy_from_keys
 
-    found = signing_policy(trust, policy)
-    if found is None:
-        note(
-            f"note: no trust policy (--policy, MODELREG_POLICY or $MODELREG_HOME/policy.toml): "
-            f"this record is signed and checked with {key_path.name} alone; "
-            "readers with a policy will hold it to that policy's rules"
-        )
-    return found or TrustPolicy({key_path.stem: key.public_key})
+    found = _signer_trust(trust, policy, retired)
+    if found is not None:
+        return found
+    say_on_stderr(
+        f"note: no trust policy (--policy, MODELREG_POLICY or $MODELREG_HOME/policy.toml): "
+        f"this record is signed and checked with {key_path.name} alone; "
+        "readers with a policy will hold it to that policy's rules"
+    )
+    if retired:
+        own = TrustPolicy({key_path.stem: key.public_key})
+        return TrustPolicy(own.keys, retired=policy_from_keys(retired).keys)
+    return TrustPolicy({key_path.stem: key.public_key})
 
 
 def _signing_key(path: Path, passphrase_file: Path | None) -> SigningKey:
@@ -127,6 +162,7 @@ def promote(
     passphrase_file: PassphraseFile = None,
     trust: TrustOption = None,
     policy: PolicyOption = None,
+    retired: RetiredOption = None,
     expires: Annotated[
         str | None, typer.Option("--expires", help="Record lifetime, e.g. 90d.")
     ] = None,
@@ -142,7 +178,7 @@ def promote(
         reference,
         to,
         signing_key,
-        policy=_policy_or_own_key(trust, policy, key, signing_key),
+        policy=_policy_or_own_key(trust, policy, key, signing_key, retired),
         expires_in=parse_duration(expires) if expires else None,
         stores=settings.stores(),
         sign_content=sign_content,
@@ -158,17 +194,31 @@ def approve(
     passphrase_file: PassphraseFile = None,
     trust: TrustOption = None,
     policy: PolicyOption = None,
+    retired: RetiredOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add your signature to a pending promotion; the stage moves at the threshold."""
+    """Add your signature to a pending promotion; the stage moves at the threshold.
+
+    The proposal must be signed by a key allowed to sign the stage; every field
+    your signature covers is checked and printed (stderr, or "proposal" in --json).
+    """
     outcome = api.approve(
         reference,
         to,
         _signing_key(key, passphrase_file),
-        policy=signing_policy(trust, policy),
+        policy=_signer_trust(trust, policy, retired),
         stores=settings.stores(),
     )
+    if outcome.proposal is not None and not as_json:
+        _show_proposal(outcome.proposal)
     _report(outcome, reference.split("@")[0], as_json)
+
+
+def _show_proposal(fields: dict[str, object]) -> None:
+    say_on_stderr("you signed this proposal, every field checked against the verified stage:")
+    for name, value in fields.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        say_on_stderr(f"  {name + ':':12} {'-' if shown is None else shown}")
 
 
 @app.command()
@@ -179,6 +229,7 @@ def rollback(
     passphrase_file: PassphraseFile = None,
     trust: TrustOption = None,
     policy: PolicyOption = None,
+    retired: RetiredOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Give a stage back to its previous model, with a new, higher signed record."""
@@ -187,7 +238,7 @@ def rollback(
         repository,
         stage,
         signing_key,
-        policy=_policy_or_own_key(trust, policy, key, signing_key),
+        policy=_policy_or_own_key(trust, policy, key, signing_key, retired),
         stores=settings.stores(),
     )
     _report(outcome, repository, as_json)
@@ -242,9 +293,9 @@ def history(
             f"({count} signatures; 'modelreg approve' adds one)"
         )
     if found is None:
-        note("note: no trust policy given: signers are key ids and nothing was verified")
+        say_on_stderr("note: no trust policy given: signers are key ids and nothing was verified")
     if failed:
-        note("error: some records failed verification (marked ✗)")
+        say_on_stderr("error: some records failed verification (marked ✗)")
         raise typer.Exit(7)
 
 
