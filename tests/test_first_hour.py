@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,7 @@ def test_history_is_in_time_order_across_stages(cli: Cli, keys: Path, tmp_path: 
     alice = ["--key", str(keys / "alice.key")]
     for version, stage in (("v1", "staging"), ("v1", "production"), ("v2", "staging")):
         assert cli("promote", f"{repo}:{version}", "--to", stage, *alice).returncode == 0
+        time.sleep(1.05)  # records carry whole seconds; one move a second orders them
     rows = json.loads(cli("history", repo, "--json", "--trust", str(keys / "alice.pub")).stdout)
     assert [(r["stage"], r["sequence"]) for r in rows] == [
         ("staging", 1),
