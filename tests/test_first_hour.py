@@ -147,6 +147,8 @@ def test_key_generate_prints_the_key_id_that_history_shows(
     assert made.returncode == 0, made.stderr
     key_id = load_public_key(tmp_path / "dana.pub").key_id
     assert f"key id:      {key_id}" in made.stdout
+    as_json = json.loads(cli("key", "generate", "erin", "--dir", str(tmp_path), "--json").stdout)
+    assert as_json["keyId"] == load_public_key(tmp_path / "erin.pub").key_id
     repo = unique_repo("fraud")
     _push(cli, tmp_path, repo, b"one")
     dana = str(tmp_path / "dana.key")

@@ -249,7 +249,11 @@ def copy(
 def tag(
     reference: Annotated[str, typer.Argument(help="The model: REPO:TAG or REPO@DIGEST.")],
     alias: Annotated[str, typer.Argument(help="The alias tag to add, e.g. v1.2.0-bert-large.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Add a free-form alias tag to a model (version tags vN are assigned by push)."""
     digest = api.tag(reference, alias, stores=settings.stores())
+    if as_json:
+        emit_json({"digest": digest, "alias": alias})
+        return
     say(f"tagged {digest} as {alias}")

@@ -111,6 +111,7 @@ def key_generate(
     ask_passphrase: Annotated[
         bool, typer.Option("--passphrase", help="Prompt for a passphrase to encrypt the key.")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Generate a signing key pair: NAME.key (mode 0600) and NAME.pub."""
     passphrase = _read_passphrase(passphrase_file)
@@ -123,9 +124,13 @@ def key_generate(
     private, public = generate_keypair(directory, name, passphrase)
     from ..signing import load_public_key
 
+    key_id = load_public_key(public).key_id
+    if as_json:
+        emit_json({"privateKey": str(private), "publicKey": str(public), "keyId": key_id})
+        return
     say(f"private key: {private} (keep it secret)")
     say(f"public key:  {public} (give it to whoever verifies)")
-    say(f"key id:      {load_public_key(public).key_id}")
+    say(f"key id:      {key_id}")
 
 
 def _report(outcome: Outcome, repository: str, as_json: bool) -> None:
