@@ -568,4 +568,6 @@ def test_bad_input_through_the_api_pushes_nothing(
 
 def test_help_shows_reference_and_data_syntax_literally(cli: Cli) -> None:
     assert "URI[@VERSION]" in cli("push", "--help").stdout
-    assert "REPO[:TAG][@DIGEST]" in cli("pull", "--help").stdout
+    # the reference syntax is described once, in the top-level help; commands point there
+    assert "[HOST[:PORT]/]REPO[:TAG][@sha256:DIGEST]" in cli("--help").stdout
+    assert "A model reference (see modelreg --help)." in cli("pull", "--help").stdout
