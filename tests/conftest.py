@@ -28,6 +28,11 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads or writes the developer's ~/.modelreg or ~/.docker."""
     monkeypatch.setenv("MODELREG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    # nor the containers tools' logins (podman/skopeo/buildah auth.json)
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    (tmp_path / "xdg-runtime").mkdir(mode=0o700)  # podman refuses a missing one
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-runtime"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     for name in ("MODELREG_CA_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "MODELREG_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
 

@@ -27,6 +27,7 @@ class Fault:
     cut_request_after: int | None = None  # reset after reading this many request-body bytes
     cut_response_after: int | None = None  # reset after sending this many response-body bytes
     ignore_range: bool = False  # forward without the Range header: the whole body comes back
+    stall_response_after: int | None = None  # after this many body bytes, send nothing more
 
 
 Rule = Callable[[str, str, int], Fault | None]  # (method, path, nth time of this kind) -> fault
@@ -52,6 +53,10 @@ class FaultProxy:
         self.seen: Counter[str] = Counter()
         self.faults: list[str] = []
         self.ranges: list[str] = []  # the Range headers of the requests, in order
+        self.in_flight: Counter[str] = Counter()  # requests of each kind being served now
+        self.peak: Counter[str] = Counter()  # the most of each kind served at once
+        self.body_bytes: Counter[str] = Counter()  # response body bytes sent, by kind
+        self.release = threading.Event()  # ends every stall (the test sets it when done)
         self._lock = threading.Lock()
         proxy = self
 
@@ -62,7 +67,15 @@ class FaultProxy:
                 pass
 
             def _handle(self) -> None:
-                proxy.forward(self)
+                key = kind(self.command, self.path)
+                with proxy._lock:
+                    proxy.in_flight[key] += 1
+                    proxy.peak[key] = max(proxy.peak[key], proxy.in_flight[key])
+                try:
+                    proxy.forward(self)
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight[key] -= 1
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -88,6 +101,10 @@ class FaultProxy:
         """Note a fault that actually happened (a cut only happens if the body is long enough)."""
         with self._lock:
             self.faults.append(f"{kind(method, path)}: {what}")
+
+    def _sent(self, method: str, path: str, count: int) -> None:
+        with self._lock:
+            self.body_bytes[kind(method, path)] += count
 
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         method, path = handler.command, handler.path
@@ -154,12 +171,28 @@ class FaultProxy:
                 ):
                     keep = fault.cut_response_after - forwarded
                     handler.wfile.write(chunk[:keep])
+                    self._sent(method, path, keep)
                     handler.wfile.flush()
                     upstream.close()
                     self._record(method, path, "response cut")
                     _reset(handler)
                     return
+                if (
+                    fault
+                    and fault.stall_response_after is not None
+                    and forwarded + len(chunk) > fault.stall_response_after
+                ):
+                    keep = fault.stall_response_after - forwarded
+                    handler.wfile.write(chunk[:keep])
+                    handler.wfile.flush()
+                    self._sent(method, path, keep)
+                    self._record(method, path, "response stalled")
+                    self.release.wait(120)
+                    upstream.close()
+                    _reset(handler)
+                    return
                 handler.wfile.write(chunk)
+                self._sent(method, path, len(chunk))
                 forwarded += len(chunk)
         upstream.close()
 
@@ -188,5 +221,6 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     try:
         yield proxy
     finally:
+        proxy.release.set()
         proxy.server.shutdown()
         proxy.server.server_close()

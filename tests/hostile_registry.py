@@ -41,6 +41,7 @@ from typing import Any
 from modelreg.oci import (
     ANNOTATION_TITLE,
     IMAGE_CONFIG,
+    IMAGE_INDEX,
     IMAGE_MANIFEST,
     LAYER_TAR,
     MODEL_ARTIFACT,
@@ -193,6 +194,10 @@ class HostileRegistry:
             return
         descriptor, data = source.fetch_manifest(digest)
         self.add_manifest(name, data, descriptor.media_type)
+        if descriptor.media_type == IMAGE_INDEX:  # an OCI referrers index: load what it lists
+            for entry in json.loads(data)["manifests"]:
+                self._load_manifest(name, source, entry["digest"])
+            return
         manifest = Manifest.parse(data)
         for blob in [manifest.config, *manifest.layers]:
             with source.open_blob(blob) as raw:

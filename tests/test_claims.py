@@ -16,9 +16,10 @@ from conftest import unique_repo
 from modelreg import api
 from modelreg.oci import IMAGE_MANIFEST
 from modelreg.reference import parse_reference
+from modelreg.retention import RetentionRules
 from modelreg.store import RegistryOptions, Stores
 from modelreg.store import remote as remote_module
-from modelreg.store.base import claim_tag_name, parse_claim_tag
+from modelreg.store.base import claim_marker, claim_tag_name, parse_claim_tag
 from modelreg.store.remote import RemoteRepository
 from modelreg.transfer import push_model
 
@@ -57,8 +58,8 @@ def test_a_claim_nobody_contests_takes_the_tag_without_waiting(
     assert (first.version, second.version) == (1, 2)
     assert sleeps == []
     repo = slow_settle.repository(parse_reference(target))
-    claims = [parse_claim_tag(tag) for tag in repo.list_tags()]
-    assert {(c[0], c[1]) for c in claims if c} == {(first.digest, "v1"), (second.digest, "v2")}
+    # a decided claim is removed (this registry allows deletes): no tag noise is left
+    assert [tag for tag in repo.list_tags() if parse_claim_tag(tag)] == []
     # claim tags are internal: they are neither versions nor aliases
     listed = api.versions(target, stores=slow_settle)
     assert [(v.version, v.aliases) for v in listed] == [(1, ()), (2, ())]
@@ -146,3 +147,34 @@ def test_concurrent_pushes_end_with_consecutive_distinct_versions(tmp_path: Path
     stores = Stores(home=tmp_path / "reader")
     listed = api.versions(target, stores=stores)
     assert {(v.version, v.digest) for v in listed} == {(r["version"], r["digest"]) for r in results}
+
+
+def test_gc_removes_claims_left_behind_and_keeps_one_in_flight(
+    stores: Stores, tmp_path: Path, registry
+) -> None:
+    target = f"{registry.host}/{unique_repo()}"
+    pushed = api.push(tiny_model(tmp_path / "a", "a"), target, capture=False, stores=stores)
+    repo = stores.repository(parse_reference(target))
+    recent = now_stamp()
+    left = {
+        # decided long ago: v1 exists (a pusher killed before removing its claim)
+        claim_tag_name(pushed.digest, "v1", "20261201T000000Z"): ("v1", "20261201T000000Z"),
+        # a dead claimant's claim on a tag nobody took, two days old
+        claim_tag_name(pushed.digest, "v9", "20261130T000000Z"): ("v9", "20261130T000000Z"),
+        # in flight: a claim on a free tag, stamped now
+        claim_tag_name(pushed.digest, "v2", recent): ("v2", recent),
+    }
+    for name, (tag, stamp) in left.items():
+        repo.push_manifest(claim_marker(pushed.digest, tag, stamp), IMAGE_MANIFEST, [name])
+    report = api.gc(target, RetentionRules(keep_last=1), stores=stores)
+    claims = sorted(t for d in report.plan.deletions if d.kind == "claim" for t in d.tags)
+    assert claims == sorted(list(left)[:2])
+    remaining = [tag for tag in repo.list_tags() if parse_claim_tag(tag)]
+    assert remaining == [list(left)[2]]
+    assert repo.resolve("v1") is not None and repo.resolve(pushed.digest) is not None
+
+
+def now_stamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -55,9 +55,17 @@ def test_other_content_fails_the_diff_id(media_type: str) -> None:
         decoded.finish()
 
 
-@pytest.mark.parametrize("media_type", [LAYER_TAR_GZIP, LAYER_TAR_ZSTD])
-def test_garbage_is_an_integrity_error(media_type: str) -> None:
-    decoded = DecodingReader(io.BytesIO(b"not compressed at all" * 10), media_type, None, "layer 0")
+@pytest.mark.parametrize("media_type", [LAYER_TAR, DOCKER_LAYER_GZIP, LAYER_TAR_ZSTD])
+def test_the_stream_decides_not_the_label(media_type: str) -> None:
+    """docker push labels an uncompressed layer it reuses as tar+gzip: still the same files."""
+    for blob in (PAYLOAD, encoded(LAYER_TAR_GZIP), encoded(LAYER_TAR_ZSTD)):
+        decoded = DecodingReader(io.BytesIO(blob), media_type, sha256_digest(PAYLOAD))
+        assert decoded.finish() == sha256_digest(PAYLOAD)
+
+
+def test_garbage_is_an_integrity_error_naming_the_layer() -> None:
+    bad = b"\x1f\x8b" + b"not really gzip" * 10
+    decoded = DecodingReader(io.BytesIO(bad), LAYER_TAR_GZIP, None, "layer 0")
     with pytest.raises(IntegrityError, match="layer 0: the compressed stream does not decode"):
         decoded.finish()
 

@@ -408,7 +408,7 @@ def test_docker_load_refuses_a_corrupted_local_blob(
     weights = next(
         layer
         for layer in api.inspect(pushed.reference, stores=stores).manifest.layers
-        if layer.annotations.get("org.opencontainers.image.title") == "weights.bin"
+        if layer.annotations.get("dev.modelreg.title") == "weights.bin"
     )
     blob = repository.blob_path(weights.digest)
     data = bytearray(blob.read_bytes())

@@ -229,16 +229,6 @@ def serve_as_manifest(data: bytes, media_type: str = IMAGE_MANIFEST) -> Callable
             serve_as_manifest(manifest_bytes(schemaVersion=None)), "schemaVersion", id="schema-none"
         ),
         pytest.param(
-            serve_as_manifest(manifest_bytes(mediaType=IMAGE_INDEX), IMAGE_INDEX),
-            "not an image manifest",
-            id="oci-index",
-        ),
-        pytest.param(
-            serve_as_manifest(manifest_bytes(mediaType=DOCKER_MANIFEST_LIST), DOCKER_MANIFEST_LIST),
-            "not an image manifest",
-            id="docker-list",
-        ),
-        pytest.param(
             serve_as_manifest(manifest_bytes(layers={"not": "a list"})), "layers", id="layers"
         ),
         pytest.param(
@@ -257,21 +247,6 @@ def serve_as_manifest(data: bytes, media_type: str = IMAGE_MANIFEST) -> Callable
             "non-negative integer",
             id="descriptor-size",
         ),
-        pytest.param(
-            serve_as_manifest(
-                manifest_bytes(
-                    layers=[
-                        {
-                            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                            "digest": "sha256:" + "a" * 64,
-                            "size": 1,
-                        }
-                    ]
-                )
-            ),
-            "has media type",
-            id="layer-media-type",
-        ),
     ],
 )
 def test_lying_or_malformed_manifest_is_refused(
@@ -281,6 +256,50 @@ def test_lying_or_malformed_manifest_is_refused(
     before = snapshot(tmp_path)
     run = pull(hostile, reference, tmp_path)
     assert_refused(run, 6, fragment)
+    assert snapshot(tmp_path) == before
+    assert not any(path.startswith("/v2/ml/hostile/blobs/") for _, path in hostile.hits)
+
+
+@pytest.mark.parametrize(
+    "setup, fragment",
+    [
+        pytest.param(
+            serve_as_manifest(manifest_bytes(mediaType=IMAGE_INDEX), IMAGE_INDEX),
+            "is an image index",
+            id="oci-index",
+        ),
+        pytest.param(
+            serve_as_manifest(manifest_bytes(mediaType=DOCKER_MANIFEST_LIST), DOCKER_MANIFEST_LIST),
+            "is an image index",
+            id="docker-list",
+        ),
+        pytest.param(
+            serve_as_manifest(
+                manifest_bytes(
+                    layers=[
+                        {
+                            "mediaType": "application/vnd.example.not-a-layer",
+                            "digest": "sha256:" + "a" * 64,
+                            "size": 1,
+                        }
+                    ]
+                )
+            ),
+            "not a tar layer",
+            id="layer-media-type",
+        ),
+    ],
+)
+def test_foreign_manifest_is_bad_input_and_nothing_is_fetched(
+    hostile: HostileRegistry, tmp_path: Path, sentinel: Path, setup, fragment: str
+) -> None:
+    """Not a model (an index without one linux/amd64 image, an unknown layer type): exit 2,
+    with a hint naming what modelreg reads; no blob is asked for."""
+    reference = setup(hostile)
+    before = snapshot(tmp_path)
+    run = pull(hostile, reference, tmp_path)
+    assert_refused(run, 2, fragment)
+    assert "hint: modelreg reads" in run.stderr
     assert snapshot(tmp_path) == before
     assert not any(path.startswith("/v2/ml/hostile/blobs/") for _, path in hostile.hits)
 

@@ -29,7 +29,7 @@ from hostile_registry import HostileRegistry, Reply, gated
 from test_hostile import run_cli, snapshot
 
 from modelreg import Resolver, api
-from modelreg.oci import ANNOTATION_TITLE
+from modelreg.oci import ANNOTATION_LAYER_TITLE
 from modelreg.policy import policy_from_keys
 from modelreg.reference import parse_reference
 from modelreg.signing import load_signing_key
@@ -140,7 +140,7 @@ def test_killed_pull_from_a_registry(
     weights = next(
         layer
         for layer in api.inspect(pushed.reference, stores=stores).manifest.layers
-        if layer.annotations.get(ANNOTATION_TITLE) == "weights.bin"
+        if layer.annotations.get(ANNOTATION_LAYER_TITLE) == "weights.bin"
     )
     path = hostile.blob_path("ml/x", weights.digest)
     gate = hostile.gate()
@@ -183,7 +183,8 @@ def test_killed_pull_from_the_local_store(stores: Stores, tmp_path: Path, destin
     pushed = api.push(model, repository, capture=False, stores=stores)
     out, extra = prepare(tmp_path / "out", destination)
     before = snapshot(tmp_path)
-    args = ["pull", f"{repository}@{pushed.digest}", str(out), *extra]
+    # one layer at a time, so that the pause point is the same on every run
+    args = ["pull", f"{repository}@{pushed.digest}", str(out), "--concurrency", "1", *extra]
     child = start_pausing(*args, marker=".out.partial-", nth=4)
     wait_until_paused(child)
     staged = sorted(p.name for p in tmp_path.glob(".out.partial-*/*"))

@@ -215,7 +215,8 @@ def test_cli_push_records_the_whole_lineage(
     assert facts["environment"]["packages_digest"] == packages_digest
     (layer,) = [x for x in manifest["layers"] if x["digest"] == packages_digest]
     assert layer["mediaType"] == LAYER
-    assert layer["annotations"]["org.opencontainers.image.title"] == ".modelreg/packages.txt"
+    assert layer["annotations"]["dev.modelreg.title"] == ".modelreg/packages.txt"
+    assert "org.opencontainers.image.title" not in layer["annotations"]
     name, freeze = layer_file(stores, f"{target}:v1", layer)
     assert name == ".modelreg/packages.txt"
     requests_line = f"requests=={importlib.metadata.version('requests')}"

@@ -20,7 +20,7 @@ from conftest import Cli, unique_repo
 from modelreg import api
 from modelreg.errors import ConflictError, InvalidInput, ModelregError
 from modelreg.inventory import read_tags
-from modelreg.oci import Manifest
+from modelreg.oci import IMAGE_INDEX, Manifest
 from modelreg.policy import TrustPolicy, load_policy
 from modelreg.promotion import pending_tag
 from modelreg.promotion import record_tag as promotion_tag
@@ -94,6 +94,10 @@ def assert_complete(repo: Repository, *, dangling_ok: frozenset[str] = frozenset
     """Every tag points at a manifest whose blobs (and subject) are all there."""
     for tag, found in read_tags(repo).items():
         _, data = repo.fetch_manifest(found.digest)
+        if found.media_type == IMAGE_INDEX:  # an OCI referrers index: its entries are there
+            for entry in json.loads(data)["manifests"]:
+                assert repo.resolve(entry["digest"]) is not None, f"{tag}: referrer missing"
+            continue
         manifest = Manifest.parse(data)
         for blob in (manifest.config, *manifest.layers):
             assert repo.has_blob(blob.digest), f"{tag}: blob {blob.digest} missing"

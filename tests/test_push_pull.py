@@ -87,7 +87,7 @@ def test_manifest_is_a_real_oci_image(stores: Stores, model_dir: Path, target: s
     assert all(
         layer.media_type == "application/vnd.oci.image.layer.v1.tar" for layer in manifest.layers
     )
-    titles = [layer.annotations["org.opencontainers.image.title"] for layer in manifest.layers]
+    titles = [layer.annotations["dev.modelreg.title"] for layer in manifest.layers]
     assert titles[:2] == ["model", "weights.bin"]
     repo = stores.repository(parse_reference(target))
     _, config_bytes = repo.fetch_manifest(pushed.digest)  # manifest bytes hash to the digest
@@ -163,7 +163,7 @@ def test_corrupted_blob_fails_pull_and_leaves_nothing(
     weights = next(
         layer
         for layer in info.manifest.layers
-        if layer.annotations.get("org.opencontainers.image.title") == "weights.bin"
+        if layer.annotations.get("dev.modelreg.title") == "weights.bin"
     )
     registry = None if parse_reference(target).is_local else request.getfixturevalue("registry")
     corrupt_blob(stores, target, weights.digest, registry)

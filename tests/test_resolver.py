@@ -154,7 +154,7 @@ def test_corrupt_blob_leaves_nothing_trusted(
     weights = next(
         layer
         for layer in info.manifest.layers
-        if layer.annotations.get("org.opencontainers.image.title") == "weights.bin"
+        if layer.annotations.get("dev.modelreg.title") == "weights.bin"
     )
     registry = None if parse_reference(target).is_local else request.getfixturevalue("registry")
     corrupt_blob(stores, target, weights.digest, registry)

@@ -9,6 +9,8 @@ verified digest in serving code. Nothing is imported until it is used, so
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -24,6 +26,22 @@ _EXPORTS = {
     "PushResult": "api",
     "PullResult": "api",
     "ModelInfo": "api",
+    "promote": "lifecycle",
+    "approve": "lifecycle",
+    "rollback": "lifecycle",
+    "history": "lifecycle",
+    "verify": "lifecycle",
+    "gc": "lifecycle",
+    "mirror": "lifecycle",
+    "PromotionResult": "lifecycle",
+    "History": "lifecycle",
+    "HistoryEntry": "stages",
+    "VerifiedStage": "stages",
+    "GcReport": "retention",
+    "MirrorResult": "mirror",
+    "load_key": "api",
+    "import_model": "importers",
+    "ImportReport": "importers",
     "Lineage": "lineage",
     "capture_lineage": "lineage",
     "Reference": "reference",
@@ -43,16 +61,45 @@ if TYPE_CHECKING:
         copy,
         diff,
         inspect,
+        load_key,
         pull,
         push,
         tag,
         versions,
     )
     from .errors import ModelregError
+    from .importers import ImportReport, import_model
+    from .lifecycle import (
+        History,
+        PromotionResult,
+        approve,
+        gc,
+        history,
+        mirror,
+        promote,
+        rollback,
+        verify,
+    )
     from .lineage import Lineage, capture_lineage
+    from .mirror import MirrorResult
     from .reference import Reference, parse_reference
     from .resolver import ResolvedModel, Resolver
+    from .retention import GcReport
+    from .stages import HistoryEntry, VerifiedStage
     from .store import RegistryOptions, Stores
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule sets it as an attribute of its package: ``modelreg.versions``
+    (the function) would become ``modelreg/versions.py`` once anything imported it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
@@ -69,9 +116,15 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "GcReport",
+    "History",
+    "HistoryEntry",
+    "ImportReport",
     "Lineage",
+    "MirrorResult",
     "ModelInfo",
     "ModelregError",
+    "PromotionResult",
     "PullResult",
     "PushResult",
     "Reference",
@@ -79,13 +132,23 @@ __all__ = [
     "ResolvedModel",
     "Resolver",
     "Stores",
+    "VerifiedStage",
+    "approve",
     "capture_lineage",
     "copy",
     "diff",
+    "gc",
+    "history",
+    "import_model",
     "inspect",
+    "load_key",
+    "mirror",
     "parse_reference",
+    "promote",
     "pull",
     "push",
+    "rollback",
     "tag",
+    "verify",
     "versions",
 ]

@@ -15,13 +15,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._open import default_trust, is_stage, open_reference, trust_state
+from ._open import default_trust, is_stage, open_reference
+from .copies import layer_of_content, model_annotations, read_layer
 from .digest import hex_part
 from .errors import AuthError, IntegrityError, InvalidInput, NotFound, RegistryError
 from .hashcache import DigestCache
-from .oci import ANNOTATION_TITLE, EMPTY_JSON_BYTES, Descriptor, Manifest
+from .oci import EMPTY_JSON_BYTES, Descriptor, Manifest, layer_title
 from .packing import LayerPlan, read_single_file
+from .parallel import concurrency_from
 from .reference import Reference, parse_reference, parse_registry_host
+from .safetensors import describe_model
 from .store import RegistryOptions, Stores, credentials
 from .store.base import Repository
 from .store.transport import Transport
@@ -36,7 +39,6 @@ from .transfer import (
     model_layers,
     pull_model,
     push_model,
-    read_small_blob,
 )
 from .versions import (
     Published,
@@ -54,8 +56,8 @@ from .versions import unversioned as unversioned_digests
 
 if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads no crypto
     from . import content_signatures, retention, stages
-    from . import mirror as mirror_mod
     from .lineage import Lineage
+    from .mirror import MirrorResult
     from .pending import PendingProposal
     from .policy import TrustPolicy
     from .signing import SigningKey
@@ -125,6 +127,7 @@ def push(
     progress: Progress | None = None,
     sign: SigningKey | None = None,
     signature: str | Path | None = None,
+    concurrency: int | None = None,
 ) -> PushResult:
     """Push a model file or directory with its lineage; returns its version and digest.
 
@@ -136,7 +139,8 @@ def push(
     kept), ``params``, ``metrics``, ``annotations`` and ``description`` are
     recorded as given. ``lineage=`` replaces capture with a complete Lineage (with
     ``packages``, its freeze list); the keyword fields above, when given, still
-    override that lineage's fields one by one. Bad input (lineage, annotations too
+    override that lineage's fields one by one. ``concurrency`` layers are uploaded at
+    once (default 4, or ``MODELREG_CONCURRENCY``). Bad input (lineage, annotations too
     large for a manifest, aliases) is refused before anything is written. Pushing
     the same files with the same lineage again reports the existing version.
 
@@ -147,6 +151,7 @@ def push(
     from . import lineage as lineage_mod
 
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     target = _reference(repository)
     if target.digest:
         raise InvalidInput(
@@ -190,6 +195,7 @@ def push(
         return digest
 
     manifest_annotations = lineage_mod.to_annotations(lineage, packages, store_blob)
+    manifest_annotations.update(describe_model(Path(path)))  # safetensors headers, not weights
     # every digest known from the cache: the manifest is known before anything is sent,
     # and a push of a model that already has its version is two reads
     known = known_image(Path(path), annotations=manifest_annotations, meta_layers=meta, cache=cache)
@@ -197,7 +203,7 @@ def push(
     if known and found and found.created and not aliases:
         report = progress or (lambda _: None)
         for layer in known.manifest.layers:
-            title = layer.annotations.get(ANNOTATION_TITLE, layer.digest)
+            title = layer_title(layer) or layer.digest
             report(TransferEvent("exists", title, layer.digest, layer.size, layer.size))
         _attach_content(repo, known.descriptor, content_bundle)
         return PushResult(
@@ -219,6 +225,7 @@ def push(
         progress=progress,
         push_manifest=False,  # publish pushes it, under its anchor tag
         extra_blobs=[EMPTY_JSON_BYTES],  # the version record's, mounted like the rest
+        concurrency=concurrency,
     )
     looked_up = known is not None and known.descriptor.digest == pushed.descriptor.digest
     published = publish(
@@ -328,6 +335,9 @@ def pull(
     stores: Stores | None = None,
     progress: Progress | None = None,
     signature: str | Path | None = None,
+    concurrency: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> PullResult:
     """Write a model's files into ``destination``, every byte verified, all or nothing.
 
@@ -335,10 +345,33 @@ def pull(
     ``signature`` names a file to write the model's content signature to, one that
     ``model_signing verify key DESTINATION --signature FILE`` accepts; with trusted
     keys (``trust`` or the configured default) only one by a trusted key.
+    ``concurrency`` layers are downloaded at once (default 4, or ``MODELREG_CONCURRENCY``).
+    ``include``/``exclude`` globs select files: only layers holding a wanted file are
+    downloaded, and only wanted files are written. A pull that was killed or cut off
+    resumes: the next one asks the registry only for the bytes it did not get.
     """
+    from .partial import PARTIAL_DIR, PartialArea
+    from .selection import Selection
+
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
+    selection = Selection.of(include, exclude)
+    if signature is not None and selection is not None:
+        raise InvalidInput(
+            "a content signature covers every file; it cannot be written for a selection",
+            "pull without --include/--exclude to write --signature",
+        )
     repo, identifier = open_reference(stores, reference, trust)
-    pulled = pull_model(repo, identifier, Path(destination), force=force, progress=progress)
+    pulled = pull_model(
+        repo,
+        identifier,
+        Path(destination),
+        force=force,
+        progress=progress,
+        concurrency=concurrency,
+        selection=selection,
+        partial=PartialArea(stores.home / PARTIAL_DIR),
+    )
     if signature is not None:
         from .content_signatures import write_signature
 
@@ -400,7 +433,7 @@ class ModelInfo:
                     "digest": layer.digest,
                     "size": layer.size,
                     "mediaType": layer.media_type,
-                    "title": layer.annotations.get(ANNOTATION_TITLE),
+                    "title": layer_title(layer),
                 }
                 for layer in self.manifest.layers
             ],
@@ -450,6 +483,23 @@ def inspect(
     )
 
 
+def inspect_any(
+    reference: str | Reference,
+    *,
+    trust: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> tuple[str, Descriptor, dict[str, Any]]:
+    """Any manifest or index as stored (a foreign image, a chart, an index): name,
+    descriptor and JSON body, verified against its digest."""
+    from ._json import load_json_object
+    from .oci import MAX_MANIFEST_BYTES
+
+    stores = stores or Stores()
+    repo, identifier = open_reference(stores, reference, trust)
+    descriptor, data = repo.fetch_manifest(identifier)
+    return repo.name, descriptor, load_json_object(data, "manifest", limit=MAX_MANIFEST_BYTES)
+
+
 def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
     """The lineage in a manifest; blobs it names (large params) are fetched on demand."""
     from . import lineage as lineage_mod
@@ -457,14 +507,14 @@ def read_lineage(repository: Repository, manifest: Manifest) -> Lineage:
     def load_blob(digest: str) -> bytes:
         return _meta_blob_content(repository, manifest, digest)
 
-    return lineage_mod.from_annotations(manifest.annotations, load_blob)
+    # a copy another tool made may have dropped the annotations: the config's labels
+    # hold the same lineage (see copies.py)
+    return lineage_mod.from_annotations(model_annotations(repository, manifest), load_blob)
 
 
 def _meta_blob_content(repository: Repository, manifest: Manifest, digest: str) -> bytes:
-    layer = next((layer for layer in manifest.layers if layer.digest == digest), None)
-    if layer is None:
-        raise IntegrityError(f"the manifest names lineage blob {digest} but has no such layer")
-    content = read_small_blob(repository, layer, MAX_LINEAGE_BLOB)
+    layer, diff_id = layer_of_content(repository, manifest, digest)
+    content = read_layer(repository, layer, diff_id, MAX_LINEAGE_BLOB)
     return read_single_file(io.BytesIO(content), limit=MAX_LINEAGE_BLOB)
 
 
@@ -484,7 +534,7 @@ def model_files(manifest: Manifest) -> dict[str, str]:
                 raise IntegrityError(f"layer {layer.digest}: {ANNOTATION_FILES} is malformed")
             files.update(bundled)
             continue
-        title = layer.annotations.get(ANNOTATION_TITLE)
+        title = layer_title(layer)
         if title:
             files[title] = layer.digest
     return dict(sorted(files.items()))
@@ -496,12 +546,14 @@ def copy(
     *,
     stores: Stores | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> tuple[str, str]:
     """Copy one model (and what it references) between any two stores; digest preserved.
 
     Returns the destination repository name and the digest.
     """
     stores = stores or Stores()
+    concurrency = concurrency_from(concurrency)
     src = _reference(source)
     dst = _reference(destination)
     src_repo, identifier = open_reference(stores, src)
@@ -510,7 +562,7 @@ def copy(
         raise InvalidInput(f"cannot copy to a digest reference {dst}", "name a repository")
     tags = (dst.tag,) if dst.tag else ()
     check_aliases(dst_repo, tags)
-    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress)
+    descriptor = copy_manifest(src_repo, identifier, dst_repo, (), progress, concurrency)
     _, data = dst_repo.fetch_manifest(descriptor.digest)
     publish(dst_repo, data, descriptor.media_type, aliases=tags)
     from .content_signatures import copy_signatures
@@ -531,27 +583,24 @@ def mirror(
     stages: Sequence[str] | None = None,
     stores: Stores | None = None,
     progress: Progress | None = None,
-) -> mirror_mod.MirrorResult:
+    concurrency: int | None = None,
+) -> MirrorResult:
     """Copy a whole repository (``stages=None``: every version) or the given stages' chains.
 
     Versions keep their numbers, aliases, version records and digests; promotion
     records and stage tags come along so the destination verifies with the same
     trust policy. Safe to run again after an interruption: it finishes.
     """
-    stores = stores or Stores()
-    repositories = []
-    for value in (source, destination):
-        ref = _reference(value)
-        if ref.tag or ref.digest:
-            raise InvalidInput(
-                f"{ref} names one model; mirroring copies a whole repository",
-                f"write the repository alone ({ref.registry + '/' if ref.registry else ''}"
-                f"{ref.repository}), or copy one model without --all-versions/--stage",
-            )
-        repositories.append(stores.repository(ref))
-    from . import mirror as mirror_mod  # here: a push need not load the mirror and gc code
+    from . import lifecycle  # here: a push need not load the mirror and gc code
 
-    return mirror_mod.mirror(repositories[0], repositories[1], stages=stages, progress=progress)
+    return lifecycle.mirror(
+        source,
+        destination,
+        stage=stages,
+        stores=stores,
+        progress=progress,
+        concurrency=concurrency,
+    )
 
 
 def gc(
@@ -568,23 +617,10 @@ def gc(
     Stage chains are verified against ``policy`` (or the configured default) when
     there is one; without any, they are read unverified.
     """
-    stores = stores or Stores()
-    ref = _reference(repository)
-    if ref.tag or ref.digest:
-        raise InvalidInput(
-            f"gc works on a whole repository, not {ref}",
-            "name the repository alone; the rules decide which versions go",
-        )
-    trust = policy or default_trust(stores)
-    from . import retention
+    from . import lifecycle
 
-    return retention.gc(
-        stores.repository(ref),
-        rules,
-        policy=trust,
-        state=trust_state(stores) if trust is not None else None,
-        dry_run=dry_run,
-        now=now,
+    return lifecycle.gc(
+        repository, rules=rules, dry_run=dry_run, policy=policy, stores=stores, now=now
     )
 
 
@@ -735,24 +771,21 @@ def promote(
     """Sign a move of ``stage`` to this model (gated by ``policy``, k-of-n aware).
 
     ``sign_content`` first attaches a content signature of the model's files by ``key``.
+    The positional form kept for existing callers; ``modelreg.promote`` is
+    :func:`modelreg.lifecycle.promote`, with the CLI's option names.
     """
-    from . import stages
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo, identifier = open_reference(stores, reference, policy)
-    if sign_content:
-        from .content_signatures import sign_model
-
-        sign_model(repo, identifier, key)
-    return stages.promote(
-        repo,
-        identifier,
-        stage,
-        key,
-        policy or default_trust(stores),
-        expires_in=expires_in,
-        state=trust_state(stores),
+    moved = lifecycle.promote(
+        reference,
+        to=stage,
+        key=key,
+        policy=policy,
+        expires=expires_in,
+        stores=stores,
+        sign_content=sign_content,
     )
+    return moved.outcome
 
 
 def approve(
@@ -763,13 +796,10 @@ def approve(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
-    from . import stages
-    from .policy import require_trust
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo, identifier = open_reference(stores, reference, policy)
-    trust = require_trust(policy or default_trust(stores), f"{stage} of {repo.name}")
-    return stages.approve(repo, identifier, stage, key, trust, trust_state(stores))
+    approved = lifecycle.approve(reference, to=stage, key=key, policy=policy, stores=stores)
+    return approved.outcome
 
 
 def rollback(
@@ -780,11 +810,10 @@ def rollback(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> stages.Outcome:
-    from . import stages
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo = stores.repository(_reference(repository))
-    return stages.rollback(repo, stage, key, policy or default_trust(stores), trust_state(stores))
+    rolled = lifecycle.rollback(repository, stage=stage, key=key, policy=policy, stores=stores)
+    return rolled.outcome
 
 
 def history(
@@ -794,11 +823,9 @@ def history(
     policy: TrustPolicy | None = None,
     stores: Stores | None = None,
 ) -> list[stages.HistoryEntry]:
-    from . import stages
+    from . import lifecycle
 
-    stores = stores or Stores()
-    repo = stores.repository(_reference(repository))
-    return stages.history(repo, [stage] if stage else None, policy or default_trust(stores))
+    return list(lifecycle.history(repository, stage=stage, policy=policy, stores=stores))
 
 
 def verify(
@@ -808,23 +835,9 @@ def verify(
     stores: Stores | None = None,
 ) -> stages.VerifiedStage:
     """Verify a stage's whole chain and its tag; remember the head so replays are refused."""
-    from . import stages
-    from .policy import require_trust
+    from . import lifecycle
 
-    stores = stores or Stores()
-    ref = _reference(reference)
-    if not ref.tag or ref.digest:
-        raise InvalidInput(
-            f"{ref} names no stage", "write REPO:STAGE, e.g. localhost:5000/ml/fraud:production"
-        )
-    repo = stores.repository(ref)
-    trust = require_trust(policy or default_trust(stores), str(ref))
-    verified = stages.verify_stage(repo, ref.tag, trust, state=trust_state(stores), full=True)
-    if trust.rule(ref.tag).require_content_signature:
-        from .content_signatures import verify_model
-
-        verify_model(repo, verified.digest, trust.allowed_keys(ref.tag), str(ref))
-    return verified
+    return lifecycle.verify(reference, policy=policy, stores=stores)
 
 
 def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:

@@ -76,7 +76,12 @@ class DecodingReader:
         self._expected = diff_id
         self._hash = hashlib.sha256()
         self._count = 0
-        self._decoder = _decoder(raw, compression_of(media_type, what))
+        compression_of(media_type, what)  # refuse what is not a tar layer at all
+        # the stream's own magic number decides, as containerd does: ``docker push``
+        # labels every layer tar+gzip, also one it reuses uncompressed (the diff_id
+        # check below proves the content whichever way it was stored)
+        head = _read_exactly(raw, 4)
+        self._decoder = _decoder(_Prefixed(head, raw), _sniff(head))
 
     @property
     def bytes_read(self) -> int:
@@ -112,6 +117,45 @@ class DecodingReader:
                 "the layer is not the one the image config names; nothing from it was kept",
             )
         return actual
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _sniff(head: bytes) -> str:
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return ""
+
+
+def _read_exactly(raw: Readable, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = raw.read(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _Prefixed:
+    """``head`` (already read) followed by the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw: Readable) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._raw.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._raw.read(size)
 
 
 def _decoder(raw: Readable, compression: str) -> Any:

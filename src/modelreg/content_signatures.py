@@ -4,9 +4,8 @@ Each signature is a Sigstore bundle (:mod:`.content_signing`) in a small OCI
 artifact manifest: ``artifactType`` the bundle media type, one layer holding
 the bundle's exact bytes, ``subject`` the model's manifest. :func:`_attach` and
 :func:`_listed` are the only two places that know where such manifests live: always
-under a tag ``sha256-<model hex>.sig-<bundle manifest hex[:16]>``, and as OCI 1.1
-referrers (``store.referrers``) as soon as the anchor tag no longer has the
-referrers tag-schema name (see :func:`_as_referrer`).
+under a tag ``sha256-<model hex>.sig-<bundle manifest hex[:16]>`` and as an OCI 1.1
+referrer (``store.referrers``), so other tools (oras, cosign) see them.
 
 What the files are is never taken from the model manifest's annotations (a
 pusher writes those): it is hashed from the files themselves, on disk after a
@@ -56,36 +55,21 @@ def _signature_tag(subject: str, bundle_manifest: str) -> str:
     return f"sha256-{hex_part(subject)}.sig-{hex_part(bundle_manifest)[:16]}"
 
 
-def _as_referrer(subject: str) -> bool:
-    """Whether referrers can be listed without touching the model's anchor tag.
-
-    The referrers tag-schema fallback (registries without the referrers API) keeps
-    its index under ``sha256-<hex>``; while that is still the anchor's name, an
-    index there would replace the anchor, so bundles are then only tagged.
-    """
-    from .store.referrers import referrers_tag
-    from .versions import anchor_tag
-
-    return anchor_tag(subject) != referrers_tag(subject)
-
-
 def _attach(repository: Repository, manifest: bytes, subject: Descriptor) -> Descriptor:
-    tag = _signature_tag(subject.digest, sha256_digest(manifest))
-    if _as_referrer(subject.digest):
-        from .store.referrers import attach_referrer
+    from .store.referrers import attach_referrer
 
-        return attach_referrer(repository, manifest, IMAGE_MANIFEST, subject, [tag])
-    return repository.push_manifest(manifest, IMAGE_MANIFEST, tags=[tag])
+    tag = _signature_tag(subject.digest, sha256_digest(manifest))
+    return attach_referrer(repository, manifest, IMAGE_MANIFEST, subject, [tag])
 
 
 def _listed(repository: Repository, subject: str) -> list[Descriptor]:
     prefix = f"sha256-{hex_part(subject)}.sig-"
     found: dict[str, Descriptor] = {}
-    if _as_referrer(subject):  # bundles other tools attached as referrers count too
-        from .store.referrers import list_referrers
+    from .store.referrers import list_referrers
 
-        for descriptor in list_referrers(repository, subject, BUNDLE_MEDIA_TYPE):
-            found.setdefault(descriptor.digest, descriptor)
+    # bundles other tools attached as referrers count too
+    for descriptor in list_referrers(repository, subject, BUNDLE_MEDIA_TYPE):
+        found.setdefault(descriptor.digest, descriptor)
     for tag in sorted(t for t in repository.list_tags() if t.startswith(prefix)):
         tagged = repository.resolve(tag)
         if tagged is not None:

@@ -30,11 +30,11 @@ from .digest import CHUNK, VerifyingReader, hex_part
 from .errors import EngineError, InvalidInput
 from .oci import (
     ANNOTATION_REF_NAME,
-    ANNOTATION_TITLE,
     IMAGE_CONFIG,
     IMAGE_INDEX,
     Descriptor,
     Manifest,
+    layer_title,
 )
 from .packing import _END_OF_ARCHIVE, _header, _padded
 from .reference import Reference, is_registry_host, parse_reference, validate_tag
@@ -146,7 +146,7 @@ def _entry(name: str, data: bytes) -> Iterator[bytes]:
 def _blob_entry(
     repository: Repository, descriptor: Descriptor, progress: Progress | None
 ) -> Iterator[bytes]:
-    title = descriptor.annotations.get(ANNOTATION_TITLE, descriptor.digest[:19])
+    title = layer_title(descriptor) or descriptor.digest[:19]
     yield _header(_blob_path(descriptor.digest), tarfile.REGTYPE, descriptor.size, 0o644)
     with repository.open_blob(descriptor) as raw:
         reader = VerifyingReader(

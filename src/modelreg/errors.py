@@ -84,12 +84,19 @@ class ConflictError(ModelregError):
     exit_code = 9
 
 
+class LocalStorageError(ModelregError):
+    """Writing local files failed: the disk (or quota) is full, or the file system is read-only."""
+
+    exit_code = 10
+
+
 __all__ = [
     "AuthError",
     "ConflictError",
     "EngineError",
     "IntegrityError",
     "InvalidInput",
+    "LocalStorageError",
     "ModelregError",
     "NotFound",
     "PolicyError",

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .anchors import model_of_anchor as _model_of_new_anchor
+from .anchors import subject_of_referrers_tag
 from .digest import is_digest
 from .errors import NotFound
 from .oci import Descriptor
@@ -22,7 +24,6 @@ from .store.base import Repository
 from .store.layout import LayoutRepository
 from .versions import is_internal_tag, parse_version_tag, stage_names
 
-_ANCHOR = re.compile(r"sha256-([a-f0-9]{64})")
 _VERSION_RECORD = re.compile(r"sha256-([a-f0-9]{64})\.version")
 _PENDING = re.compile(r"(promotion\.[a-z][a-z0-9_-]{0,29}\.[0-9]{8,18})\.pending")
 _WORKERS = 16
@@ -56,8 +57,8 @@ def parse_pending_tag(tag: str) -> tuple[str, int] | None:
 
 
 def model_of_anchor(tag: str) -> str | None:
-    match = _ANCHOR.fullmatch(tag)
-    return f"sha256:{match.group(1)}" if match else None
+    """The digest an anchor tag names: ``anchor.<hex>``, or the old ``sha256-<hex>``."""
+    return _model_of_new_anchor(tag) or subject_of_referrers_tag(tag)
 
 
 def model_of_version_record(tag: str) -> str | None:
@@ -77,6 +78,8 @@ class Inventory:
     pending: Mapping[tuple[str, int], str] = field(default_factory=dict)
     stages: Mapping[str, str] = field(default_factory=dict)  # stage tag -> model
     aliases: Mapping[str, str] = field(default_factory=dict)
+    # subject digest -> its OCI referrers index (tag ``sha256-<hex>``, someone's or ours)
+    referrer_indexes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, tags: Mapping[str, Descriptor]) -> Inventory:
@@ -88,6 +91,7 @@ class Inventory:
         pending: dict[tuple[str, int], str] = {}
         stages: dict[str, str] = {}
         aliases: dict[str, str] = {}
+        referrer_indexes: dict[str, str] = {}
         for tag, descriptor in tags.items():
             digest = descriptor.digest
             if (number := parse_version_tag(tag)) is not None:
@@ -95,6 +99,8 @@ class Inventory:
             elif (model := model_of_anchor(tag)) is not None:
                 if model == digest:  # an anchor names its own target; anything else is not one
                     anchors[model] = tag
+                elif subject_of_referrers_tag(tag) is not None:
+                    referrer_indexes[model] = digest
             elif (model := model_of_version_record(tag)) is not None:
                 version_records[model] = digest
             elif (found := parse_record_tag(tag)) is not None:
@@ -108,7 +114,15 @@ class Inventory:
             else:
                 aliases[tag] = digest
         return cls(
-            dict(tags), versions, anchors, version_records, records, pending, stages, aliases
+            dict(tags),
+            versions,
+            anchors,
+            version_records,
+            records,
+            pending,
+            stages,
+            aliases,
+            referrer_indexes,
         )
 
     def tags_of(self, digest: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 ``mirror`` copies, between any two stores (registry, local store, registry…),
 each selected version's model with its lineage (it is in the manifest), its
-``sha256-…`` anchor, its ``vN`` tag (same number, same digest), its alias tags
+``anchor.…`` anchor, its ``vN`` tag (same number, same digest), its alias tags
 and its version record; the promotion records of the selected stages and their
 pending proposals under the same ``promotion.<stage>.<seq>`` tags; and the stage
 tags. Digests are preserved, so records — which are signed for the repository
@@ -14,7 +14,10 @@ Selection: every version and every stage (``stages=None``), or the given
 stages: their whole chains, the model each stage tag points at, and every model
 those records name (so history can be pulled and ``rollback`` works at the
 destination). A model the source no longer has (gc removed it; its records
-stay) is skipped: records verify without it.
+stay) is skipped: records verify without it. Last, the OCI referrers of every
+copied model (its records, and what other tools attached: signatures, SBOMs)
+are copied and listed at the destination the same way (referrers API or the
+tag-schema index), other tools' entries kept as they were.
 
 Order at the destination: per version the blobs, then the model (anchor, vN,
 aliases), then its version record; then each stage's records in sequence
@@ -35,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .anchors import anchor_tag
 from .errors import ConflictError, InvalidInput, NotFound
 from .formats.modelpack import modelpack_tag
 from .inventory import Inventory, read_tags
@@ -43,8 +47,9 @@ from .policy import validate_stage
 from .promotion import pending_tag
 from .promotion import record_tag as promotion_tag
 from .store.base import Repository
-from .transfer import Progress, TransferEvent, copy_blob
-from .versions import anchor_tag, version_record_tag, version_tag
+from .store.referrers import add_to_tag_schema_or_api, fetch_referrer, list_referrers
+from .transfer import Progress, TransferEvent, copy_blobs
+from .versions import version_record_tag, version_tag
 
 _WORKERS = 16
 _SHOWN_CONFLICTS = 3
@@ -158,6 +163,7 @@ class MirrorResult:
     models: int = 0
     records: int = 0
     pending: int = 0
+    referrers: int = 0  # OCI referrers of the copied models (signatures, SBOMs, records)
     stage_tags: list[str] = field(default_factory=list)
     blobs: dict[str, int] = field(default_factory=dict)  # copied / mounted / exists -> count
     bytes_copied: int = 0
@@ -173,6 +179,7 @@ class MirrorResult:
             "models": self.models,
             "records": self.records,
             "pending": self.pending,
+            "referrers": self.referrers,
             "stageTags": self.stage_tags,
             "blobs": dict(self.blobs),
             "bytesCopied": self.bytes_copied,
@@ -186,6 +193,7 @@ def mirror(
     *,
     stages: Sequence[str] | None = None,
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> MirrorResult:
     """Copy every version (``stages=None``) or the given stages' chains; see the module docs."""
     src = Inventory.of(read_tags(source))
@@ -209,7 +217,7 @@ def mirror(
             "nothing was copied; mirror into an empty repository, or remove what conflicts there",
         )
     result = MirrorResult(source.name, destination.name, planned.stages)
-    copier = _Copier(source, destination, dst, result, progress)
+    copier = _Copier(source, destination, dst, result, progress, concurrency)
     for number, digest in planned.versions:
         copier.version(number, digest, planned)
         form = modelpack_tag(digest)  # the version's ModelPack form, where it has one
@@ -229,6 +237,8 @@ def mirror(
     for stage, digest in sorted(planned.stage_tags.items()):
         if copier.stage_tag(stage, digest):
             result.stage_tags.append(stage)
+    for digest in [d for _, d in planned.versions] + list(planned.models):
+        result.referrers += copier.referrers(digest)
     result.versions = sorted(n for n, _ in planned.versions)
     return result
 
@@ -255,7 +265,9 @@ class _Copier:
         there: Inventory,
         result: MirrorResult,
         progress: Progress | None,
+        concurrency: int | None = None,
     ) -> None:
+        self.concurrency = concurrency
         self.source = source
         self.destination = destination
         self.there = {tag: found.digest for tag, found in there.tags.items()}
@@ -273,8 +285,9 @@ class _Copier:
         """The manifest's blobs, then the manifest under ``tags`` (all of them, or none)."""
         descriptor, data = self.source.fetch_manifest(digest)
         manifest = Manifest.parse(data, f"manifest {self.source.name}@{digest}")
-        for blob in [manifest.config, *manifest.layers]:
-            action = copy_blob(self.source, self.destination, blob, self._report)
+        blobs = [manifest.config, *manifest.layers]
+        actions = copy_blobs(self.source, self.destination, blobs, self._report, self.concurrency)
+        for blob, action in zip(blobs, actions, strict=True):
             self.result.blobs[action] = self.result.blobs.get(action, 0) + 1
             if action == "copied":
                 self.result.bytes_copied += blob.size
@@ -307,6 +320,33 @@ class _Copier:
             return False
         self._copy(digest, [tag])
         return True
+
+    def referrers(self, subject: str) -> int:
+        """Copy what refers to ``subject`` (ours and other tools') and list it there.
+
+        Every entry of the source's list is kept (other tools' annotations too);
+        a referrer that is not an image manifest, or whose subject is not this
+        model, is skipped with a note.
+        """
+        try:
+            listed = list_referrers(self.source, subject)
+        except NotFound:
+            return 0
+        there = {d.digest for d in list_referrers(self.destination, subject)}
+        entries = []
+        for descriptor in listed:
+            if descriptor.digest in there:
+                continue
+            if fetch_referrer(self.source, descriptor, subject) is None:
+                self.result.skipped.append(
+                    f"referrer {descriptor.digest} of {subject}: not an image manifest naming it"
+                )
+                continue
+            self._copy(descriptor.digest, [])
+            entries.append(descriptor.to_dict())
+        if entries:
+            add_to_tag_schema_or_api(self.destination, subject, entries)
+        return len(entries)
 
     def stage_tag(self, stage: str, digest: str) -> bool:
         if not self._missing(digest, [stage]):

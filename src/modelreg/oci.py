@@ -26,6 +26,10 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 MODEL_ARTIFACT = "application/vnd.modelreg.model.v1"
 
 ANNOTATION_TITLE = "org.opencontainers.image.title"
+# the name modelreg shows for a layer ("weights.bin", "model", ".modelreg/packages.txt").
+# Not ANNOTATION_TITLE: ORAS clients read that as "this blob is the file of that name"
+# and would write a tar under a model file's name.
+ANNOTATION_LAYER_TITLE = "dev.modelreg.title"
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -76,6 +80,11 @@ class Descriptor:
             annotations=_string_map(value.get("annotations"), f"{where}.annotations"),
             artifact_type=_optional_str(value.get("artifactType"), f"{where}.artifactType"),
         )
+
+
+def layer_title(layer: Descriptor) -> str | None:
+    """A layer's name: ours, else the ORAS title older modelreg versions wrote."""
+    return layer.annotations.get(ANNOTATION_LAYER_TITLE) or layer.annotations.get(ANNOTATION_TITLE)
 
 
 def empty_config_descriptor() -> Descriptor:

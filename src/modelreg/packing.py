@@ -18,12 +18,13 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .digest import Readable
 from .errors import IntegrityError, InvalidInput, NotFound
+from .localfs import NAME_MAX
 
 MODEL_ROOT = "model"
 META_ROOT = ".modelreg"
@@ -232,7 +233,13 @@ def plan_layers(files: Sequence[FileEntry], large_file: int = LARGE_FILE) -> lis
 # ----- unpacking ---------------------------------------------------------------
 
 
-def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROOT) -> list[str]:
+def unpack_layer(
+    stream: Readable,
+    target: Path,
+    *,
+    root: str | None = MODEL_ROOT,
+    wanted: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Extract the ``root/`` entries of one tar layer into ``target``; return file names.
 
     ``root=None`` takes every entry at its own path (layers other tools wrote).
@@ -241,7 +248,8 @@ def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROO
     directory): every path is created with O_EXCL and O_NOFOLLOW below it.
     Entries under ``.modelreg/`` (lineage blobs) are read and skipped. File
     contents go from the stream into the file through one reused buffer
-    (``readinto`` when the stream has it): no per-chunk copies.
+    (``readinto`` when the stream has it): no per-chunk copies. Files that
+    ``wanted`` (given their relative path) refuses are read past, not written.
     """
     written: list[str] = []
     reader = TarStream(stream)
@@ -251,7 +259,10 @@ def unpack_layer(stream: Readable, target: Path, *, root: str | None = MODEL_ROO
             continue
         destination = target.joinpath(*relative.parts) if relative.parts else target
         if member.isdir():
-            _make_dirs(target, relative)
+            if wanted is None:
+                _make_dirs(target, relative)
+            continue
+        if wanted is not None and not wanted(str(relative)):
             continue
         _make_dirs(target, relative.parent)
         mode = 0o755 if member.mode & 0o111 else 0o644
@@ -442,6 +453,13 @@ def _safe_relative(
         raise IntegrityError(f"unsafe path in layer: {member.name!r}")
     if any(part in ("..", "") for part in name.rstrip("/").split("/")):
         raise IntegrityError(f"unsafe path in layer: {member.name!r} escapes the model directory")
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > NAME_MAX:
+        raise IntegrityError(
+            f"layer entry {member.name[:60]!r}… has a {longest}-byte name, longer than any "
+            f"file system allows ({NAME_MAX})",
+            "modelreg never writes such a name: the image was not pushed by modelreg",
+        )
     if any(part.startswith(".wh.") for part in path.parts):
         raise IntegrityError(f"whiteout entry in layer: {member.name!r}")
     if not (member.isreg() or member.isdir()):

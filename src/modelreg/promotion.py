@@ -34,6 +34,7 @@ from .signing import (
     parse_statement,
 )
 from .store.base import Repository, read_small_blob
+from .store.referrers import list_as_referrer
 
 PREDICATE_TYPE = "https://modelreg.dev/promotion/v1"
 RECORD_ARTIFACT = "application/vnd.modelreg.promotion.v1"
@@ -193,10 +194,14 @@ def store_record(
         subject=Descriptor(model.media_type, model.digest, model.size),
     )
     data = manifest.to_bytes()
+    written = True
     if claim:
-        return repository.claim_tag(tag, data, IMAGE_MANIFEST), sha256_digest(data)
-    repository.push_manifest(data, IMAGE_MANIFEST, [tag])
-    return True, sha256_digest(data)
+        written = repository.claim_tag(tag, data, IMAGE_MANIFEST)
+    else:
+        repository.push_manifest(data, IMAGE_MANIFEST, [tag])
+    if written:  # an OCI referrer of the model, as cosign, notation and oras list them
+        list_as_referrer(repository, data, IMAGE_MANIFEST, model.digest)
+    return written, sha256_digest(data)
 
 
 def read_record(repository: Repository, reference: str) -> StoredRecord:

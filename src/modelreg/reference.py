@@ -34,6 +34,8 @@ class Reference:
     repository: str
     tag: str | None = None
     digest: str | None = None
+    # ``oci:DIR[:TAG]`` (skopeo's syntax): an OCI image-layout directory of its own
+    layout: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -42,6 +44,8 @@ class Reference:
     @property
     def name(self) -> str:
         """Repository with its registry: the part before any tag or digest."""
+        if self.layout is not None:
+            return f"oci:{self.layout}"
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
 
     @property
@@ -86,6 +90,8 @@ def parse_reference(text: str) -> Reference:
     original = text
     if not text or text != text.strip():
         raise InvalidInput(f"invalid reference {original!r}: empty or padded", _SYNTAX_HINT)
+    if text.startswith(OCI_PREFIX):
+        return _parse_layout_reference(text)
     digest = None
     if "@" in text:
         text, digest_text = text.split("@", 1)
@@ -110,6 +116,27 @@ def parse_reference(text: str) -> Reference:
     if len(text) + len(registry or "") + 1 > MAX_NAME:
         raise InvalidInput(f"reference {original!r} is longer than {MAX_NAME} characters")
     return Reference(registry=registry, repository=text, tag=tag, digest=digest)
+
+
+OCI_PREFIX = "oci:"
+
+
+def _parse_layout_reference(text: str) -> Reference:
+    """``oci:DIR[:TAG][@sha256:…]``: DIR is a path (no ``:`` in it, as in skopeo)."""
+    body = text[len(OCI_PREFIX) :]
+    digest = None
+    if "@" in body:
+        body, digest_text = body.rsplit("@", 1)
+        digest = parse_digest(digest_text)
+    directory, colon, tag_text = body.partition(":")
+    if not directory:
+        raise InvalidInput(
+            f"invalid reference {text!r}: no directory after 'oci:'",
+            "write oci:DIR[:TAG], e.g. oci:./fraud-layout:v3",
+        )
+    tag = validate_tag(tag_text) if colon else None
+    name = directory.rstrip("/").rsplit("/", 1)[-1] or directory
+    return Reference(registry=None, repository=name, tag=tag, digest=digest, layout=directory)
 
 
 def parse_registry_host(text: str) -> str:

@@ -39,12 +39,21 @@ from typing import TYPE_CHECKING
 
 from . import formats
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
-from .errors import ModelregError, RegistryUnavailable, VerificationError
+from .errors import (
+    IntegrityError,
+    InvalidInput,
+    ModelregError,
+    RegistryUnavailable,
+    VerificationError,
+)
 from .formats.layers import FileLayer, unpack
+from .localfs import local_writes, writes_below
 from .oci import MAX_MANIFEST_BYTES, Manifest
 from .packing import MODEL_ROOT
+from .partial import PARTIAL_DIR, PartialArea
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .reference import Reference, parse_reference
+from .selection import Selection, check_written, select_layers
 from .stages import verify_stage
 from .store import Stores
 from .store.base import Repository
@@ -120,8 +129,9 @@ class Resolver:
             )
         self._policy = require_trust(loaded, "a resolver")
         self.cache_dir = Path(cache_dir) if cache_dir else self._stores.home / "cache" / "resolver"
-        for sub in ("blobs", "layers", "models"):
-            (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
+        with local_writes("creating the resolver cache", self.cache_dir):
+            for sub in ("blobs", "layers", "models"):
+                (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
         # one client, one memory: the heads pull/verify/lineage accepted are the resolver's too
         self._state = TrustState(self._stores.home / "trust-state.json")
         legacy = self.cache_dir / "trust-state.json"  # where resolvers kept it before
@@ -145,6 +155,7 @@ class Resolver:
                 self._repositories[reference.name] = repo
             return repo
 
+    @writes_below("caching a resolved model", lambda self: self.cache_dir)
     def resolve(self, repository: str, stage: str = "production") -> ResolvedModel:
         """The model ``stage`` holds, verified; or the last verified answer when offline."""
         reference = parse_reference(repository).bare()
@@ -244,16 +255,37 @@ class Resolver:
 
     # ----- fetch -----------------------------------------------------------------------
 
-    def fetch(self, model: ResolvedModel, *, signature: str | Path | None = None) -> Path:
+    @writes_below("fetching a model into the resolver cache", lambda self: self.cache_dir)
+    def fetch(
+        self,
+        model: ResolvedModel,
+        *,
+        signature: str | Path | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+    ) -> Path:
         """A local directory with the model's files, every byte verified.
 
         Layers already in the cache are not downloaded again, so a new version that
-        changes one file downloads one layer. ``signature`` names a file to write the
-        model's content signature (by a key trusted for the stage) to; when the
-        policy requires content signatures for the stage, one must cover the files.
+        changes one file downloads one layer; a download cut short (even by a killed
+        process) resumes from the bytes it had. ``include``/``exclude`` globs select
+        files: only the layers holding wanted files are downloaded. ``signature``
+        names a file to write the model's content signature (by a key trusted for the
+        stage) to; when the policy requires content signatures for the stage, one must
+        cover the files (so the whole model is fetched, never a selection).
         """
-        target = self._fetch(model)
+        selection = Selection.of(include, exclude)
         required = self._policy.rule(model.stage).require_content_signature
+        if selection is not None and (signature is not None or required):
+            raise InvalidInput(
+                f"a content signature covers every file of {model.reference}; "
+                "it cannot be checked on a selection",
+                "fetch without include/exclude (the policy requires content signatures "
+                f"for {model.stage})"
+                if required
+                else "fetch without include/exclude to write the signature",
+            )
+        target = self._fetch(model, selection)
         checked = (model.digest, self._policy.fingerprint(model.stage))
         if signature is not None or (required and checked not in self._content_checked):
             from .content_signatures import write_signature
@@ -270,16 +302,29 @@ class Resolver:
             self._content_checked.add(checked)  # the cached files are immutable
         return target
 
-    def _fetch(self, model: ResolvedModel) -> Path:
-        target = self.cache_dir / "models" / hex_part(model.digest)
+    def _fetch(self, model: ResolvedModel, selection: Selection | None) -> Path:
+        name = hex_part(model.digest)
+        if selection is not None:
+            name += "-" + sha256_digest(selection.key().encode())[7:23]
+        target = self.cache_dir / "models" / name
         if target.is_dir():
             return target
         reference = parse_reference(model.repository)
         repo = self._repository(reference)
-        layers = [self._layer(repo, layer) for layer in formats.file_layers(model.manifest)]
+        file_layers = formats.file_layers(model.manifest)
+        chosen = {
+            layer.digest
+            for layer in select_layers(
+                [f.descriptor for f in file_layers], selection, model.reference
+            )
+        }
+        layers = [self._layer(repo, f) for f in file_layers if f.descriptor.digest in chosen]
+        wanted = selection.wants if selection is not None else None
         with _scratch(target.parent) as scratch:
-            for layer_dir in layers:
-                _link_tree(layer_dir, scratch)
+            linked = [
+                path for layer_dir in layers for path in _link_tree(layer_dir, scratch, wanted)
+            ]
+            check_written(linked, selection, model.reference)
             _publish(scratch, target)
         return target
 
@@ -288,15 +333,21 @@ class Resolver:
         final = self.cache_dir / "layers" / (hex_part(descriptor.digest) + _layout_suffix(layer))
         if final.is_dir():
             return final
+        partial = PartialArea(self._stores.home / PARTIAL_DIR)
         with _scratch(final.parent) as scratch:
-            with repo.open_blob(descriptor) as raw:
+            with partial.open_blob(repo, descriptor) as raw:
                 reader = VerifyingReader(
                     raw, descriptor.digest, descriptor.size, f"layer {descriptor.digest}"
                 )
-                unpack(layer, reader, scratch)
-                reader.finish()
+                try:
+                    unpack(layer, reader, scratch)
+                    reader.finish()
+                except IntegrityError:
+                    partial.discard([descriptor.digest])
+                    raise
             _make_read_only(scratch)
             _publish(scratch, final)
+        partial.discard([descriptor.digest])
         return final
 
     # ----- watch -----------------------------------------------------------------------
@@ -370,15 +421,21 @@ def _publish(scratch: Path, final: Path) -> None:
             raise
 
 
-def _link_tree(source: Path, destination: Path) -> None:
+def _link_tree(
+    source: Path, destination: Path, wanted: Callable[[str], bool] | None = None
+) -> list[str]:
+    linked = []
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         target = destination / relative
         if path.is_dir():
-            target.mkdir(exist_ok=True)
-        else:
+            if wanted is None:
+                target.mkdir(exist_ok=True)
+        elif wanted is None or wanted(relative.as_posix()):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(path, target)
+            linked.append(relative.as_posix())
+    return linked
 
 
 def _make_read_only(root: Path) -> None:

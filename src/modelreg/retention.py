@@ -51,7 +51,7 @@ from .oci import Manifest, manifest_references
 from .policy import TrustPolicy
 from .promotion import pending_tag, read_record
 from .stages import PRODUCTION, verify_stage
-from .store.base import Repository, parse_claim_tag
+from .store.base import CLAIM_ARTIFACT, Repository, parse_claim_tag
 from .store.layout import LayoutRepository
 from .timeutil import now_utc, parse_duration, parse_time
 from .trust_state import TrustState
@@ -309,7 +309,8 @@ class Deletion:
     """A manifest to delete by digest (with it go the tags listed)."""
 
     digest: str
-    kind: str  # model, version-record, modelpack, pending, orphan-version-record
+    kind: str  # model, version-record, modelpack, pending, orphan-version-record,
+    # referrers-index, claim
     model: str
     tags: tuple[str, ...]
 
@@ -508,6 +509,15 @@ def _deletions(snapshot: Snapshot, removed: list[VersionDecision]) -> list[Delet
             if proposal.model == model and only_tagged_by(proposal.manifest, stale):
                 tags = tuple(inventory.tags_of(proposal.manifest))
                 deletions.append(Deletion(proposal.manifest, "pending", model, tags))
+        # the model's OCI referrers index goes too when it lists nothing but what goes
+        # with the model; one that lists a kept record or another tool's referrer stays
+        index = inventory.referrer_indexes.get(model)
+        listed = snapshot.manifests.get(index) if index else None
+        going = {d.digest for d in deletions if d.model == model}
+        if index and listed is not None and listed.children <= going:
+            tags = tuple(inventory.tags_of(index))
+            deletions.append(Deletion(index, "referrers-index", model, tags))
+    deletions.extend(_stale_claims(snapshot))
     # version records left behind by an interrupted gc: their model has no tag at all
     tagged = {found.digest for found in inventory.tags.values()}
     for model, record in sorted(inventory.version_records.items()):
@@ -530,6 +540,34 @@ def _modelpack_tag(model: str) -> str:
     from .formats.modelpack import modelpack_tag
 
     return modelpack_tag(model)
+
+
+def _stale_claims(snapshot: Snapshot) -> list[Deletion]:
+    """Claim tags a push or promotion left behind (killed, or deletes were refused then):
+    those whose tag has been taken since, or stamped over an hour ago. Only claim
+    markers go; an old claim tag pointing at the model itself is kept with the model."""
+    inventory = snapshot.inventory
+    stale = []
+    for tag, descriptor in sorted(inventory.tags.items()):
+        claim = parse_claim_tag(tag)
+        facts = snapshot.manifests.get(descriptor.digest)
+        if claim is None or facts is None or facts.artifact_type != CLAIM_ARTIFACT:
+            continue
+        digest, claimed, stamp = claim
+        decided = claimed in inventory.tags
+        old = bool(stamp) and not _after(_created_of_stamp(stamp), snapshot.taken_at - ORPHAN_GRACE)
+        if decided or old:
+            stale.append(
+                Deletion(
+                    descriptor.digest, "claim", digest, tuple(inventory.tags_of(descriptor.digest))
+                )
+            )
+    return stale
+
+
+def _created_of_stamp(stamp: str) -> str:
+    s = stamp
+    return f"{s[0:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}Z"
 
 
 def _version_record_tag(model: str) -> str:
@@ -584,6 +622,7 @@ def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Execut
                 exc.hint or "run gc again: it finishes what is left",
             ) from None
         deleted.append(deletion)
+    _unlist_deleted_records(repository, deleted)
     freed = _freed(snapshot, deleted)
     reclaimed = 0
     if isinstance(repository, LayoutRepository):
@@ -598,6 +637,23 @@ def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Execut
         )
     total = sum(freed.values()) + sum(planned.orphan_blobs.values())
     return Executed(tuple(deleted), tuple(sorted(spared)), total, reclaimed)
+
+
+def _unlist_deleted_records(repository: Repository, deleted: list[Deletion]) -> None:
+    """Take the records gc deleted out of their model's referrers index (the spec asks it);
+    every other entry (another tool's signature, SBOM…) stays."""
+    from .store.referrers import remove_from_tag_schema
+
+    by_model: dict[str, set[str]] = {}
+    for deletion in deleted:
+        if deletion.kind not in ("model", "claim"):
+            by_model.setdefault(deletion.model, set()).add(deletion.digest)
+    gone = {d.model for d in deleted if d.kind == "referrers-index"}
+    for model, digests in sorted(by_model.items()):
+        if model in gone:
+            continue
+        with contextlib.suppress(ModelregError):  # a listing left stale is harmless: fetched
+            remove_from_tag_schema(repository, model, digests)  # entries are verified
 
 
 def _needed_since(repository: Repository, snapshot: Snapshot, planned: set[str]) -> set[str]:

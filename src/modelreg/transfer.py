@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._json import canonical_json
-from .digest import CHUNK, VerifyingReader, sha256_digest
+from .compression import DecodingReader, compression_of
+from .copies import diff_ids, is_recompressed, read_config
+from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
+from .localfs import local_writes
 from .oci import (
     ANNOTATION_FILEPATH,
-    ANNOTATION_TITLE,
+    ANNOTATION_LAYER_TITLE,
     IMAGE_CONFIG,
     IMAGE_MANIFEST,
     LAYER_TAR,
@@ -31,6 +34,7 @@ from .oci import (
     Descriptor,
     Manifest,
     image_config,
+    layer_title,
 )
 from .packing import (
     META_ROOT,
@@ -40,13 +44,15 @@ from .packing import (
     make_layer,
     plan_layers,
     scan_model,
+    unpack_layer,
 )
+from .parallel import ProgressHub, concurrency_from, run_layers
+from .partial import PartialArea
+from .selection import Selection, check_written, select_layers
 from .store.base import Repository
 from .store.base import read_small_blob as read_small_blob  # its home is the store interface
 
 ANNOTATION_FILES = "dev.modelreg.files"
-DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-_TAR_LAYERS = (LAYER_TAR, DOCKER_LAYER_TAR)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ def push_model(
     progress: Progress | None = None,
     push_manifest: bool = True,
     extra_blobs: Sequence[bytes] = (),
+    concurrency: int | None = None,
 ) -> PushedImage:
     """Push the files at ``path`` as an untagged image manifest; return it.
 
@@ -102,18 +109,21 @@ def push_model(
     With ``push_manifest=False`` the blobs are pushed and the manifest only
     built: the caller pushes it (under a tag) itself. ``extra_blobs`` are small
     blobs the caller will reference next (mounted like the rest when the registry
-    holds them elsewhere).
+    holds them elsewhere). Up to ``concurrency`` layers go at once.
     """
     cache = cache or DigestCache(None)
-    report = progress or _silent
     layers = [*plan_layers(scan_model(path)), *meta_layers]
     _check_annotation_budget(annotations, len(layers))
-    digests: list[str] = []
-    uploaded = 0
-    for plan in layers:
-        digest, sent = _push_layer(repository, plan, cache, report)
-        uploaded += sent
-        digests.append(digest)
+    hub = ProgressHub(progress or _silent, TransferEvent, sum(plan.size for plan in layers))
+    pushed = run_layers(
+        layers,
+        lambda plan: _push_layer(repository, plan, cache, hub),
+        name=lambda plan: plan.title,
+        concurrency=concurrency_from(concurrency),
+        hub=hub,
+    )
+    digests = [digest for digest, _ in pushed]
+    uploaded = sum(sent for _, sent in pushed)
     config, manifest, data = _image(layers, digests, annotations, cache)
     for blob in [config, *extra_blobs]:
         _push_small(repository, blob, cache)
@@ -188,8 +198,8 @@ def _check_annotation_budget(annotations: Mapping[str, str], layer_count: int) -
 
 def _layer_annotations(plan: LayerPlan, cache: DigestCache) -> dict[str, str]:
     if plan.root == META_ROOT:
-        return {ANNOTATION_TITLE: plan.title}
-    annotations = {ANNOTATION_TITLE: plan.title}
+        return {ANNOTATION_LAYER_TITLE: plan.title}
+    annotations = {ANNOTATION_LAYER_TITLE: plan.title}
     if plan.title == MODEL_ROOT:
         annotations[ANNOTATION_FILEPATH] = f"/{MODEL_ROOT}"
         annotations[ANNOTATION_FILES] = canonical_json(
@@ -276,23 +286,18 @@ class PulledModel:
 def fetch_model_manifest(
     repository: Repository, reference: str
 ) -> tuple[Descriptor, bytes, Manifest]:
-    descriptor, data = repository.fetch_manifest(reference)
-    manifest = Manifest.parse(data, f"manifest {repository.name}@{descriptor.digest}")
-    return descriptor, data, manifest
+    from .foreign import model_manifest  # follows a single-image index, refuses the rest
+
+    return model_manifest(repository, reference)
 
 
 def model_layers(manifest: Manifest) -> list[Descriptor]:
     """The layers that hold model files (lineage layers under /.modelreg are left out)."""
     layers = []
     for layer in manifest.layers:
-        if layer.annotations.get(ANNOTATION_TITLE, "").startswith(f"{META_ROOT}/"):
+        if (layer_title(layer) or "").startswith(f"{META_ROOT}/"):
             continue
-        if layer.media_type not in _TAR_LAYERS:
-            raise IntegrityError(
-                f"layer {layer.digest} has media type {layer.media_type!r}",
-                "modelreg models use uncompressed tar layers; this image was not pushed by "
-                "modelreg",
-            )
+        compression_of(layer.media_type, f"layer {layer.digest}")  # exit 2 unless a tar
         layers.append(layer)
     return layers
 
@@ -302,32 +307,66 @@ def unpack_model(
     manifest: Manifest,
     target: Path,
     progress: Progress | None = None,
+    concurrency: int | None = None,
+    selection: Selection | None = None,
+    partial: PartialArea | None = None,
 ) -> list[str]:
-    """Download, verify and extract every model layer into ``target`` (a fresh directory)."""
-    from . import formats  # the form (image, ModelPack, ModelKit) says how layers become files
-    from .formats.layers import unpack
+    """Download, verify and extract every model layer into ``target`` (a fresh directory).
 
-    report = progress or _silent
-    files: list[str] = []
-    if formats.form_of(manifest) != formats.IMAGE:
+    Up to ``concurrency`` layers at once; layers hold disjoint files (a file in two
+    layers is refused), so they extract side by side into the same directory. With a
+    ``selection``, only the layers holding wanted files are downloaded (each verified
+    whole) and only the wanted files written. With a ``partial`` area, downloads keep
+    what arrived there and resume from it (see ``partial``). The form (image,
+    ModelPack, ModelKit) says how layers become files; a model image another tool
+    recompressed is checked against its config's ``diff_ids`` as it is unpacked.
+    """
+    from . import formats
+    from .formats.layers import FileLayer, unpack
+
+    what = f"{repository.name}"
+    foreign = formats.form_of(manifest) != formats.IMAGE
+    uncompressed: dict[str, str] = {}
+    if foreign:
         formats.read_facts(repository, manifest)  # its config is verified and checked first
-    for file_layer in formats.file_layers(manifest):
-        layer = file_layer.descriptor
-        title = file_layer.title or layer.digest[:19]
+    elif is_recompressed(manifest):
+        config = read_config(repository, manifest)
+        ids = diff_ids(config, manifest)
+        uncompressed = dict(zip((x.digest for x in manifest.layers), ids, strict=True))
+    file_layers = formats.file_layers(manifest)
+    chosen = {
+        layer.digest
+        for layer in select_layers([f.descriptor for f in file_layers], selection, what)
+    }
+    layers = [f for f in file_layers if f.descriptor.digest in chosen]
+    wanted = selection.wants if selection is not None else None
+    hub = ProgressHub(progress or _silent, TransferEvent, sum(f.descriptor.size for f in layers))
 
-        def downloaded(count: int, title: str = title, layer: Descriptor = layer) -> None:
-            report(TransferEvent("download", title, layer.digest, count, layer.size))
+    def extract(file_layer: FileLayer) -> list[str]:
+        layer = file_layer.descriptor
+        title = file_layer.title or layer_name(layer)
+
+        def downloaded(count: int) -> None:
+            hub(TransferEvent("download", title, layer.digest, count, layer.size))
 
         try:
-            with repository.open_blob(layer) as raw:
+            opened = (
+                partial.open_blob(repository, layer) if partial else repository.open_blob(layer)
+            )
+            with opened as raw:
                 reader = VerifyingReader(
-                    _Counting(raw, downloaded),
-                    layer.digest,
-                    layer.size,
-                    f"layer {layer.digest}",
+                    _Counting(raw, downloaded), layer.digest, layer.size, f"layer {layer.digest}"
                 )
-                files.extend(unpack(file_layer, reader, target))
-                reader.finish()
+                try:
+                    if foreign:
+                        written = unpack(file_layer, reader, target, wanted)
+                    else:
+                        written = _unpack_image_layer(reader, layer, uncompressed, target, wanted)
+                    reader.finish()
+                except IntegrityError:
+                    if partial is not None:
+                        partial.discard([layer.digest])  # kept bytes that do not verify: gone
+                    raise
         except NotFound as exc:
             if exc.hint:
                 raise
@@ -336,8 +375,74 @@ def unpack_model(
                 "the manifest names a layer the registry does not have: the artifact is "
                 "incomplete; nothing was written",
             ) from None
-        report(TransferEvent("done", title, layer.digest, layer.size, layer.size))
+        hub(TransferEvent("done", title, layer.digest, layer.size, layer.size))
+        return written
+
+    unpacked = run_layers(
+        layers,
+        extract,
+        name=lambda f: f.title or layer_name(f.descriptor),
+        concurrency=concurrency_from(concurrency),
+        hub=hub,
+    )
+    files = [name for names in unpacked for name in names]
+    check_written(files, selection, what)
     return files
+
+
+def layer_name(layer: Descriptor) -> str:
+    """What progress and errors call a layer: its file name, else a short digest."""
+    return layer_title(layer) or layer.digest[:19]
+
+
+def _unpack_image_layer(
+    reader: VerifyingReader,
+    layer: Descriptor,
+    uncompressed: dict[str, str],
+    target: Path,
+    wanted: Callable[[str], bool] | None,
+) -> list[str]:
+    """One layer of a model image (maybe recompressed by another tool) into ``target``."""
+    if compression_of(layer.media_type):
+        decoded = DecodingReader(
+            reader, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
+        )
+        files = _unpack_tar(decoded, target, layer, reader, wanted)
+        decoded.finish()
+        return files
+    if uncompressed and uncompressed[layer.digest] != layer.digest:
+        raise IntegrityError(
+            f"layer {layer.digest} is not the config's diff_id {uncompressed[layer.digest]}",
+            "the image's config and layers disagree; nothing was kept",
+        )
+    return _unpack_tar(reader, target, layer, reader, wanted)
+
+
+def _unpack_tar(
+    stream: Readable,
+    target: Path,
+    layer: Descriptor,
+    blob: VerifyingReader,
+    wanted: Callable[[str], bool] | None,
+) -> list[str]:
+    """``unpack_layer``; an intact blob that is not a tar is bad input, named."""
+    try:
+        return unpack_layer(stream, target, wanted=wanted)
+    except IntegrityError as exc:
+        if not exc.message.startswith("layer is not a valid tar archive"):
+            raise
+        try:
+            blob.finish()  # a corrupted blob is an integrity error, whatever it holds
+        except IntegrityError as corrupt:
+            raise IntegrityError(
+                f"layer {layer.digest}: {exc.message}, and {corrupt.message}", corrupt.hint
+            ) from None
+        raise InvalidInput(
+            f"layer {layer.digest} ({layer.media_type}) is not a tar archive "
+            f"({exc.message.split(': ', 1)[-1]})",
+            "a model image's layers are tars of files under /model; this looks like an "
+            "artifact of raw files (ORAS): fetch it with 'oras pull'",
+        ) from None
 
 
 def pull_model(
@@ -347,17 +452,25 @@ def pull_model(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    concurrency: int | None = None,
+    selection: Selection | None = None,
+    partial: PartialArea | None = None,
 ) -> PulledModel:
     """Write the model's files into ``destination``; all or nothing.
 
     Files are extracted into a staging directory beside ``destination`` while
     every layer is verified, and moved into place only when all checked out.
+    With a ``selection`` only the wanted files are written (see ``selection``).
     """
     descriptor, _, manifest = fetch_model_manifest(repository, reference)
     _check_destination(destination, force)
     with staging_directory(destination.parent, destination.name) as staging:
-        files = unpack_model(repository, manifest, staging, progress)
+        files = unpack_model(
+            repository, manifest, staging, progress, concurrency, selection, partial
+        )
         replace_directory(staging, destination)
+    if partial is not None:
+        partial.discard(layer.digest for layer in manifest.layers)
     return PulledModel(descriptor, manifest, tuple(sorted(files)), destination)
 
 
@@ -374,13 +487,17 @@ def _check_destination(destination: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def staging_directory(parent: Path, name: str) -> Iterator[Path]:
-    """A fresh hidden directory beside the destination, removed unless moved away."""
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """A fresh hidden directory beside the destination, removed unless moved away.
+
+    A full or read-only disk while it is filled ends as a ModelregError (``localfs``).
+    """
+    with local_writes(f"writing {parent / name}", parent):
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_directory(staging: Path, destination: Path) -> None:
@@ -438,7 +555,7 @@ def copy_blob(
     source: Repository, destination: Repository, descriptor: Descriptor, report: Progress
 ) -> str:
     """Make one blob available in ``destination``: skip, mount, or stream verified."""
-    title = descriptor.annotations.get(ANNOTATION_TITLE, descriptor.digest[:19])
+    title = layer_title(descriptor) or descriptor.digest[:19]
     if destination.has_blob(descriptor.digest):
         report(TransferEvent("exists", title, descriptor.digest, descriptor.size, descriptor.size))
         return "exists"
@@ -463,6 +580,24 @@ def copy_blob(
     return "copied"
 
 
+def copy_blobs(
+    source: Repository,
+    destination: Repository,
+    blobs: Sequence[Descriptor],
+    report: Progress,
+    concurrency: int | None = None,
+) -> list[str]:
+    """``copy_blob`` for each blob, up to ``concurrency`` at once; the actions, in order."""
+    hub = ProgressHub(report, TransferEvent, sum(blob.size for blob in blobs))
+    return run_layers(
+        blobs,
+        lambda blob: copy_blob(source, destination, blob, hub),
+        name=layer_name,
+        concurrency=concurrency_from(concurrency),
+        hub=hub,
+    )
+
+
 def _chunks(reader: VerifyingReader) -> Iterator[bytes]:
     while True:
         data = reader.read(CHUNK)
@@ -477,13 +612,13 @@ def copy_manifest(
     destination: Repository,
     tags: Sequence[str] = (),
     progress: Progress | None = None,
+    concurrency: int | None = None,
 ) -> Descriptor:
     """Copy a manifest and everything it references; tag only once all of it is there."""
     report = progress or _silent
     descriptor, data = source.fetch_manifest(reference)
     manifest = Manifest.parse(data, f"manifest {source.name}@{descriptor.digest}")
     if manifest.subject and destination.resolve(manifest.subject.digest) is None:
-        copy_manifest(source, manifest.subject.digest, destination, (), progress)
-    for blob in [manifest.config, *manifest.layers]:
-        copy_blob(source, destination, blob, report)
+        copy_manifest(source, manifest.subject.digest, destination, (), progress, concurrency)
+    copy_blobs(source, destination, [manifest.config, *manifest.layers], report, concurrency)
     return destination.push_manifest(data, descriptor.media_type, tags)

@@ -2,8 +2,10 @@
 
 Tags a pushed model gets, in this order:
 
-1. ``sha256-<hex>`` — the anchor: written first, it keeps every pushed digest
-   reachable (and out of registry garbage collection) whatever happens next;
+1. ``anchor.<hex>`` — the anchor: written first, it keeps every pushed digest
+   reachable (and out of registry garbage collection) whatever happens next
+   (see :mod:`.anchors`, which also moves anchors older versions kept at
+   ``sha256-<hex>``, the OCI referrers tag);
 2. ``vN`` — the version, claimed with ``Repository.claim_tag`` for N = highest
    version tag + 1: create-if-absent, exact on the local store (under the
    repository's flock). On a registry (no compare-and-swap) the pusher first
@@ -15,8 +17,10 @@ Tags a pushed model gets, in this order:
    pusher won. The claim tag also lets a listing read the push time from the
    tag list;
 3. ``sha256-<hex>.version`` — the version record: a small artifact whose
-   ``subject`` is the model, holding N and the push time. Its presence means
-   the push finished; pushing the same digest again reads it and reports N;
+   ``subject`` is the model, holding N and the push time, published as an OCI
+   referrer of the model (:mod:`.store.referrers`) as well as under this tag.
+   Its presence means the push finished; pushing the same digest again reads it
+   (through the referrers first) and reports N;
 4. a last read of ``vN``: if it no longer names this digest, a stalled writer
    overwrote the claim after it was verified, and the push claims the next
    number (and rewrites its record) instead of reporting a version it lost.
@@ -32,6 +36,7 @@ pushing that model again gives it the next free number.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -39,6 +44,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .anchors import anchor_tag, anchored_digests, is_anchored, migrate_anchors
 from .digest import hex_part, is_digest, sha256_digest
 from .errors import ConflictError, IntegrityError, InvalidInput, NotFound
 from .oci import (
@@ -52,6 +58,7 @@ from .oci import (
 from .reference import validate_tag
 from .store.base import Repository, parse_claim_tag, read_listed
 from .store.layout import LayoutRepository
+from .store.referrers import attach_referrer, fetch_referrer, list_referrers
 from .timeutil import format_time, now_utc
 
 VERSION_ARTIFACT = "application/vnd.modelreg.version.v1"
@@ -61,7 +68,6 @@ DEFAULT_STAGES = ("staging", "production", "archived")
 RECORD_TAG_PREFIX = "promotion."
 
 _VERSION_TAG = re.compile(r"v([1-9][0-9]{0,17})")
-_ANCHOR_TAG = re.compile(r"sha256-([a-f0-9]{64})")
 _CLAIM_ATTEMPTS = 64
 _WORKERS = 16
 
@@ -75,17 +81,14 @@ def parse_version_tag(tag: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def anchor_tag(digest: str) -> str:
-    return f"sha256-{hex_part(digest)}"
-
-
 def version_record_tag(digest: str) -> str:
-    return f"{anchor_tag(digest)}.version"
+    return f"sha256-{hex_part(digest)}.version"
 
 
 def is_internal_tag(tag: str) -> bool:
-    """Tags modelreg manages itself (anchors, records, promotion chains)."""
-    return tag.startswith(("sha256-", RECORD_TAG_PREFIX))
+    """Tags modelreg manages (anchors, records, promotion chains) or the OCI referrers
+    tag schema reserves (``sha256-<hex>``)."""
+    return tag.startswith(("sha256-", "anchor.", RECORD_TAG_PREFIX))
 
 
 def stage_names(tags: Iterable[str], configured: Iterable[str] = DEFAULT_STAGES) -> set[str]:
@@ -108,7 +111,10 @@ def check_alias(alias: str, existing_tags: Iterable[str] = ()) -> str:
             "version tags vN are assigned by push; pick another alias such as v1.2.0-bert",
         )
     if is_internal_tag(alias):
-        raise InvalidInput(f"alias {alias!r} uses a prefix modelreg reserves (sha256-, promotion.)")
+        raise InvalidInput(
+            f"alias {alias!r} uses a prefix modelreg reserves (sha256-, anchor., promotion.)",
+            "pick another alias: these prefixes name anchors, records and OCI referrers",
+        )
     if alias in stage_names(existing_tags):
         raise InvalidInput(
             f"{alias!r} is a stage",
@@ -182,6 +188,7 @@ def publish(
         _write_record(repository, model, existing.version, created, record_blob_present)
         existing = Published(existing.version, model.digest, created, existed=True)
     if existing is None:
+        migrate_anchors(repository)  # a repository written before the anchor moved
         repository.push_manifest(manifest_bytes, media_type, [anchor_tag(model.digest)])
         created = created or format_time(now_utc())
         number = _claim_and_record(repository, model, manifest_bytes, created, record_blob_present)
@@ -223,15 +230,11 @@ def find_version(repository: Repository, digest: str) -> Published | None:
     ``created`` is empty when the version tag exists but its record does not (a
     publish interrupted between the two).
     """
-    try:
-        number, created = _read_record(repository, version_record_tag(digest))
-    except NotFound:
-        pass
-    else:
+    for number, created in _recorded_versions(repository, digest):
         target = repository.resolve(version_tag(number))
         if target is not None and target.digest == digest:
             return Published(number, digest, created, existed=True)
-    if repository.resolve(anchor_tag(digest)) is None:
+    if not is_anchored(repository, digest):
         return None
     # anchored but no (valid) record: a publish was interrupted, or its claim was lost
     for number, version_digest in _version_targets(repository).items():
@@ -307,15 +310,45 @@ def _write_record(
     if not blob_present and not repository.has_blob(empty.digest):
         repository.push_blob([EMPTY_JSON_BYTES], len(EMPTY_JSON_BYTES), empty.digest)
     record = version_record(model, number, created)
-    repository.push_manifest(record.to_bytes(), IMAGE_MANIFEST, [version_record_tag(model.digest)])
+    subject = Descriptor(model.media_type, model.digest, model.size)
+    attach_referrer(
+        repository, record.to_bytes(), IMAGE_MANIFEST, subject, [version_record_tag(model.digest)]
+    )
+
+
+def _recorded_versions(repository: Repository, digest: str) -> list[tuple[int, str]]:
+    """(number, push time) of the version records of ``digest``, newest number first.
+
+    The record tag is read first (one request, the push-again fast path); when it is
+    missing or unreadable the model's referrers are (a copy made by a tool that
+    carries referrers but not tags, e.g. ``oras cp -r``). A model can have more than
+    one record (a lost claim is recorded again under the next number); the caller
+    checks which one its version tag still confirms.
+    """
+    with contextlib.suppress(NotFound, IntegrityError):
+        return [_read_record(repository, version_record_tag(digest))]
+    found: list[tuple[int, str]] = []
+    try:
+        listed = list_referrers(repository, digest, VERSION_ARTIFACT)
+    except NotFound:
+        listed = []
+    for descriptor in listed:
+        fetched = fetch_referrer(repository, descriptor, digest)
+        if fetched is not None:
+            with contextlib.suppress(IntegrityError):
+                found.append(_parse_record(fetched[0], descriptor.digest))
+    return sorted(set(found), key=lambda item: -item[0])
 
 
 def _read_record(repository: Repository, tag: str) -> tuple[int, str]:
     _, data = repository.fetch_manifest(tag)
-    record = Manifest.parse(data, f"version record {tag}")
+    return _parse_record(Manifest.parse(data, f"version record {tag}"), tag)
+
+
+def _parse_record(record: Manifest, tag: str) -> tuple[int, str]:
     number = parse_version_tag("v" + record.annotations.get(ANNOTATION_VERSION, ""))
     if record.artifact_type != VERSION_ARTIFACT or number is None:
-        raise IntegrityError(f"{repository.name}:{tag} is not a valid version record")
+        raise IntegrityError(f"{tag} is not a valid version record")
     return number, record.annotations.get(ANNOTATION_CREATED, "")
 
 
@@ -333,11 +366,6 @@ def _version_targets(repository: Repository) -> dict[int, str]:
     return {n: d.digest for n, d in resolved.items() if d is not None}
 
 
-def anchored_digests(tags: Iterable[str]) -> set[str]:
-    """The digests that anchor tags (``sha256-<hex>``) keep: every model ever published here."""
-    return {f"sha256:{m.group(1)}" for t in tags if (m := _ANCHOR_TAG.fullmatch(t))}
-
-
 def unversioned(repository: Repository, listed: Iterable[VersionInfo]) -> list[str]:
     """Anchored digests that no version in ``listed`` (every version) names.
 
@@ -349,7 +377,9 @@ def unversioned(repository: Repository, listed: Iterable[VersionInfo]) -> list[s
 
 
 def repair_versions(repository: Repository) -> list[Published]:
-    """Give every anchored digest that has no version tag the next free number."""
+    """Move old anchors (see :mod:`.anchors`), then give every anchored digest that has
+    no version tag the next free number."""
+    migrate_anchors(repository)
     anchored = anchored_digests(repository.list_tags())
     versioned = set(_version_targets(repository).values())
     pending = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ModelregError
+from ..localfs import local_error
 from . import (  # noqa: F401  (registers commands)
     auth,
     docker,
@@ -35,6 +36,12 @@ def main() -> None:
     except ModelregError as error:
         sys.stderr.write(format_error(error))
         sys.exit(error.exit_code)
+    except OSError as exc:  # a full or read-only disk that no library call translated
+        translated = local_error(exc, "modelreg", exc.filename or "its files")
+        if translated is None:
+            raise
+        sys.stderr.write(format_error(translated))
+        sys.exit(translated.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

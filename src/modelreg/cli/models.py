@@ -13,6 +13,15 @@ from ..errors import InvalidInput
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import JsonFlag, emit_json, human_size, say, transfer_progress
 
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        help="Layers moved at once (default 4, or MODELREG_CONCURRENCY).",
+        show_default=False,
+    ),
+]
+
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -62,6 +71,7 @@ def push(
         bool,
         typer.Option("--modelpack", help="Also publish the CNCF ModelPack form (same blobs)."),
     ] = False,
+    concurrency: ConcurrencyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model as an immutable, digest-pinned OCI image with its lineage."""
@@ -91,6 +101,7 @@ def push(
             progress=progress,
             sign=signing_key,
             signature=signature,
+            concurrency=concurrency,
         )
     if as_json:
         emit_json(result.to_dict())
@@ -130,11 +141,21 @@ def pull(
             "--signature", help="Write its content signature here, for `model_signing verify`."
         ),
     ] = None,
+    concurrency: ConcurrencyOption = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave out files matching this glob (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull a model's files, every byte verified against its digest, all or nothing.
 
-    A stage (REPO:production) is pulled only after its signed chain verifies.
+    A stage (REPO:production) is pulled only after its signed chain verifies. With
+    --include/--exclude only the layers holding wanted files are downloaded.
     """
     with transfer_progress(not as_json) as progress:
         result = api.pull(
@@ -145,6 +166,9 @@ def pull(
             stores=settings.stores(),
             progress=progress,
             signature=signature,
+            concurrency=concurrency,
+            include=include or (),
+            exclude=exclude or (),
         )
     if as_json:
         emit_json(result.to_dict())
@@ -163,8 +187,22 @@ def inspect(
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a model's manifest: digest, layers, annotations."""
-    info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
+    """Show a model's manifest: digest, layers, annotations (any other manifest as stored)."""
+    try:
+        info = api.inspect(reference, trust=trust_policy(trust, policy), stores=settings.stores())
+    except InvalidInput:
+        # not a model (an index, a chart, an ORAS artifact): show it as it is
+        name, descriptor, body = api.inspect_any(
+            reference, trust=trust_policy(trust, policy), stores=settings.stores()
+        )
+        if as_json:
+            emit_json({"repository": name, "digest": descriptor.digest, "manifest": body})
+            return
+        say(f"reference:    {name}@{descriptor.digest}")
+        say(f"mediaType:    {body.get('mediaType') or descriptor.media_type}")
+        say("not a model; the manifest as stored:")
+        emit_json(body)
+        return
     if as_json:
         emit_json(info.to_dict())
         return
@@ -173,7 +211,8 @@ def inspect(
     if info.version is not None:
         say(f"version:      v{info.version}")
     say(f"mediaType:    {info.media_type}")
-    say(f"artifactType: {info.manifest.artifact_type}")
+    if info.manifest.artifact_type:
+        say(f"artifactType: {info.manifest.artifact_type}")
     say(f"size:         {human_size(info.size)}")
     say("layers:")
     for layer in data["layers"]:
@@ -202,6 +241,7 @@ def copy(
             help="Mirror a stage: its holder, its whole signed chain and the models it names.",
         ),
     ] = None,
+    concurrency: ConcurrencyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Copy a model between any two stores (local ⇄ registry ⇄ registry); digest preserved.
@@ -214,12 +254,15 @@ def copy(
         raise InvalidInput("--all-versions and --stage exclude each other", "pick one")
     if all_versions or stage:
         with transfer_progress(not as_json) as progress:
-            result = api.mirror(
+            from .. import lifecycle
+
+            result = lifecycle.mirror(
                 source,
                 destination,
-                stages=stage or None,
+                stage=stage or None,
                 stores=settings.stores(),
                 progress=progress,
+                concurrency=concurrency,
             )
         if as_json:
             emit_json(result.to_dict())
@@ -236,7 +279,13 @@ def copy(
             say(f"  skipped {skipped}")
         return
     with transfer_progress(not as_json) as progress:
-        name, digest = api.copy(source, destination, stores=settings.stores(), progress=progress)
+        name, digest = api.copy(
+            source,
+            destination,
+            stores=settings.stores(),
+            progress=progress,
+            concurrency=concurrency,
+        )
     number = api.version_number(name, digest, stores=settings.stores())
     if as_json:
         reference = f"{name}@{digest}"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import api
+from .. import lifecycle
 from ._app import PolicyOption, TrustOption, app, settings, trust_policy
 from ._output import JsonFlag, emit_json, human_size, say
 
@@ -55,17 +55,12 @@ def gc(
     Flags override the --retention file. Bytes count blobs only deleted versions used;
     a registry frees them at its own garbage-collect, the local store at once.
     """
-    from ..retention import load_rules
-
-    rules = load_rules(
-        retention or policy_file,
+    report = lifecycle.gc(
+        repository,
         keep_last=keep_last,
         older_than=older_than,
-        production_window=keep_production_window,
-    )
-    report = api.gc(
-        repository,
-        rules,
+        keep_production_window=keep_production_window,
+        policy_file=retention or policy_file,
         dry_run=dry_run,
         policy=trust_policy(trust, policy),
         stores=settings.stores(),

@@ -8,18 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import api
+from .. import api, lifecycle
 from ..errors import InvalidInput
-from ..timeutil import parse_duration
 from ._app import PolicyOption, TrustOption, app, settings, signing_policy, trust_policy
 from ._output import JsonFlag, emit_json, say
 from ._output import note as say_on_stderr
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
+    from ..lifecycle import PromotionResult
     from ..pending import PendingProposal
     from ..policy import TrustPolicy
     from ..signing import SigningKey
-    from ..stages import Outcome
 
 KeyOption = Annotated[Path, typer.Option("--key", "-k", help="Your private signing key.")]
 PassphraseFile = Annotated[
@@ -133,13 +132,13 @@ def key_generate(
     say(f"key id:      {key_id}")
 
 
-def _report(outcome: Outcome, repository: str, as_json: bool) -> None:
+def _report(outcome: PromotionResult, as_json: bool) -> None:
     if as_json:
         emit_json(outcome.to_dict())
         return
     version = f"v{outcome.version}" if outcome.version else outcome.digest[:19]
     if outcome.status == "unchanged":
-        say(f"{repository} {outcome.stage} already holds {version}")
+        say(f"{outcome.repository} {outcome.stage} already holds {version}")
     elif outcome.status == "pending":
         say(
             f"proposed {version} for {outcome.stage} (record {outcome.sequence}): "
@@ -179,16 +178,16 @@ def promote(
 ) -> None:
     """Move a stage to a model with a signed promotion record (gated by the policy)."""
     signing_key = _signing_key(key, passphrase_file)
-    outcome = api.promote(
+    outcome = lifecycle.promote(
         reference,
-        to,
-        signing_key,
+        to=to,
+        key=signing_key,
         policy=_policy_or_own_key(trust, policy, key, signing_key, retired),
-        expires_in=parse_duration(expires) if expires else None,
+        expires=expires or None,
         stores=settings.stores(),
         sign_content=sign_content,
     )
-    _report(outcome, reference.split("@")[0], as_json)
+    _report(outcome, as_json)
 
 
 @app.command()
@@ -207,16 +206,16 @@ def approve(
     The proposal must be signed by a key allowed to sign the stage; every field
     your signature covers is checked and printed (stderr, or "proposal" in --json).
     """
-    outcome = api.approve(
+    outcome = lifecycle.approve(
         reference,
-        to,
-        _signing_key(key, passphrase_file),
+        to=to,
+        key=_signing_key(key, passphrase_file),
         policy=_signer_trust(trust, policy, retired),
         stores=settings.stores(),
     )
     if outcome.proposal is not None and not as_json:
-        _show_proposal(outcome.proposal)
-    _report(outcome, reference.split("@")[0], as_json)
+        _show_proposal(dict(outcome.proposal))
+    _report(outcome, as_json)
 
 
 def _show_proposal(fields: dict[str, object]) -> None:
@@ -239,14 +238,14 @@ def rollback(
 ) -> None:
     """Give a stage back to its previous model, with a new, higher signed record."""
     signing_key = _signing_key(key, passphrase_file)
-    outcome = api.rollback(
+    outcome = lifecycle.rollback(
         repository,
-        stage,
-        signing_key,
+        stage=stage,
+        key=signing_key,
         policy=_policy_or_own_key(trust, policy, key, signing_key, retired),
         stores=settings.stores(),
     )
-    _report(outcome, repository, as_json)
+    _report(outcome, as_json)
 
 
 @app.command()
@@ -262,23 +261,23 @@ def history(
     Exits 7 when any record fails verification.
     """
     found = trust_policy(trust, policy)
-    entries = api.history(repository, stage=stage, policy=found, stores=settings.stores())
+    entries = lifecycle.history(repository, stage=stage, policy=found, stores=settings.stores())
     # times have one-second resolution: within a second, an archive follows the move
-    entries = sorted(
+    ordered = sorted(
         entries, key=lambda e: (e.stored.record.issued_at, e.stored.record.action == "archive")
     )
     waiting = api.pending(repository, stage=stage, policy=found, stores=settings.stores())
     failed = found is not None and any(entry.problem for entry in entries)
     if as_json:
-        emit_json([entry.to_dict() for entry in entries] + [_proposal_row(p) for p in waiting])
+        emit_json([entry.to_dict() for entry in ordered] + [_proposal_row(p) for p in waiting])
         if failed:
             raise typer.Exit(7)
         return
-    if not entries and not waiting:
+    if not ordered and not waiting:
         say("no promotions yet")
         return
     say(f"{'':2}{'WHEN':21} {'STAGE':12} {'SEQ':>4} {'ACTION':9} {'TO':8} {'FROM':8} SIGNED BY")
-    for entry in entries:
+    for entry in ordered:
         row = entry.to_dict()
         mark = "✓" if entry.problem is None else "✗"
         to = f"v{row['version']}" if row["version"] else str(row["digest"])[:19]
@@ -328,7 +327,9 @@ def verify(
         say(f"verified content: {content.repository}@{content.digest}")
         say(f"files signed by {', '.join(content.signers)}")
         return
-    verified = api.verify(reference, policy=trust_policy(trust, policy), stores=settings.stores())
+    verified = lifecycle.verify(
+        reference, policy=trust_policy(trust, policy), stores=settings.stores()
+    )
     if as_json:
         emit_json(verified.to_dict())
         return

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError
-from ..oci import ANNOTATION_TITLE, Manifest
+from ..oci import Manifest, layer_title
 from ..packing import MODEL_ROOT
 from . import modelkit, modelpack
 from .layers import FileLayer
@@ -62,7 +62,7 @@ def file_layers(manifest: Manifest) -> list[FileLayer]:
     from ..transfer import model_layers  # here: transfer imports this package
 
     return [
-        FileLayer(layer, True, "", "", MODEL_ROOT, layer.annotations.get(ANNOTATION_TITLE, ""))
+        FileLayer(layer, True, "", "", MODEL_ROOT, layer_title(layer) or "")
         for layer in model_layers(manifest)
     ]
 

@@ -9,6 +9,7 @@ directory it throws away on any error.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -66,14 +67,27 @@ def decoded(stream: Readable, compression: str, what: str) -> Readable:
     return DecodingReader(stream, media_type, None, what)
 
 
-def unpack(layer: FileLayer, stream: Readable, target: Path) -> list[str]:
-    """Write one layer's files below ``target`` (a staging directory); return their paths."""
+def unpack(
+    layer: FileLayer,
+    stream: Readable,
+    target: Path,
+    wanted: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """Write one layer's files below ``target`` (a staging directory); return their paths.
+
+    Files ``wanted`` refuses (given their relative path) are read past, not written.
+    """
     where = f"layer {layer.descriptor.digest}"
     source = decoded(stream, layer.compression, where)
     try:
         if layer.archive:
-            return unpack_layer(source, target, root=layer.root)
-        return [_write_raw(source, target, safe_path(layer.path, where))]
+            return unpack_layer(source, target, root=layer.root, wanted=wanted)
+        relative = safe_path(layer.path, where)
+        if wanted is not None and not wanted(str(relative)):
+            while source.read(CHUNK):
+                pass
+            return []
+        return [_write_raw(source, target, relative)]
     except IntegrityError as exc:
         if exc.hint:
             raise

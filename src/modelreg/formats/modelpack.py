@@ -26,7 +26,7 @@ from typing import Any
 from .._json import canonical_json, load_json_object
 from ..digest import hex_part, sha256_digest
 from ..errors import IntegrityError
-from ..oci import IMAGE_MANIFEST, Descriptor, Manifest
+from ..oci import IMAGE_MANIFEST, Descriptor, Manifest, layer_title
 from ..packing import META_ROOT, MODEL_ROOT
 from .layers import FileLayer, safe_path
 
@@ -44,7 +44,6 @@ _LAYER = re.compile(
     r"\.v1\.(raw|tar|tar\+gzip|tar\+zstd)"
 )
 # the image's per-layer annotations modelreg writes (see transfer._layer_annotations)
-_TITLE = "org.opencontainers.image.title"
 _FILES = "dev.modelreg.files"
 
 WEIGHT_SUFFIXES = {
@@ -176,7 +175,7 @@ def layer_files(layer: Descriptor) -> list[str]:
             names = None
         if isinstance(names, dict):
             return [str(name) for name in names]
-    title = layer.annotations.get(_TITLE)
+    title = layer_title(layer)
     return [title] if title else []
 
 
@@ -185,7 +184,7 @@ def image_file_layers(image: Manifest) -> list[Descriptor]:
     return [
         layer
         for layer in image.layers
-        if not layer.annotations.get(_TITLE, "").startswith(f"{META_ROOT}/")
+        if not (layer_title(layer) or "").startswith(f"{META_ROOT}/")
     ]
 
 
@@ -275,7 +274,7 @@ def build(
     layers = []
     for layer in image_file_layers(image):
         names = layer_files(layer)
-        title = layer.annotations.get(_TITLE, "")
+        title = layer_title(layer) or ""
         bundled = _FILES in layer.annotations or title == MODEL_ROOT
         filepath = MODEL_ROOT if bundled else f"{MODEL_ROOT}/{title}"
         layers.append(

@@ -128,17 +128,7 @@ def existing_form(repository: Repository, image_digest: str) -> ModelPackForm | 
 
 
 def attach(repository: Repository, manifest_bytes: bytes, tag: str, subject: Descriptor) -> None:
-    """Push a manifest that names ``subject`` under ``tag``, listed as its referrer.
+    """Push a manifest that names ``subject`` under ``tag``, listed as its referrer."""
+    from ..store.referrers import attach_referrer
 
-    ``store.referrers.attach_referrer`` keeps the referrers index on registries
-    without the referrers API under the tag ``sha256-<hex>``; while that name is
-    still the version's anchor tag, the index would replace the anchor, so the form
-    is then only pushed and tagged.
-    """
-    from ..store.referrers import attach_referrer, referrers_tag
-    from ..versions import anchor_tag
-
-    if anchor_tag(subject.digest) == referrers_tag(subject.digest):
-        repository.push_manifest(manifest_bytes, IMAGE_MANIFEST, [tag])
-        return
     attach_referrer(repository, manifest_bytes, IMAGE_MANIFEST, subject, [tag])

@@ -31,6 +31,7 @@ dev.modelreg.env.python                 Python version, e.g. ``3.11.7``
 dev.modelreg.env.platform               OCI ``os/arch``, e.g. ``linux/amd64``
 dev.modelreg.env.packages               digest of blob ``packages.txt`` (freeze list)
 dev.modelreg.env.accelerators           canonical JSON object name -> version
+dev.modelreg.weights                    safetensors dtypes/tensors/parameters (safetensors.py)
 ======================================  ===============================================
 
 Every ``dev.modelreg.*`` key and the three ``org.opencontainers.image`` keys above
@@ -85,6 +86,13 @@ _CODE_KEYS: Final = (
     KEY_CODE_REMOTE,
 )
 _ENV_KEYS: Final = (KEY_ENV_PYTHON, KEY_ENV_PLATFORM, KEY_ENV_PACKAGES, KEY_ENV_ACCELERATORS)
+
+
+def _stored_url(url: str) -> str:
+    """``url`` without credentials (userinfo, query parameters), however the lineage was built."""
+    from .capture.urls import stored_url  # imported here: the capture package imports this module
+
+    return stored_url(url)
 
 
 def _is_reserved(key: str) -> bool:
@@ -146,14 +154,16 @@ def _code_annotations(code: CodeInfo | None) -> dict[str, str]:
     if code.diff_digest is not None:
         out[KEY_CODE_DIFF_DIGEST] = code.diff_digest
     if code.remote is not None:
-        out[KEY_SOURCE] = out[KEY_CODE_REMOTE] = code.remote
+        out[KEY_SOURCE] = out[KEY_CODE_REMOTE] = _stored_url(code.remote)
     return out
 
 
 def _data_annotations(data: tuple[DataRef, ...]) -> dict[str, str]:
     if not data:
         return {}
-    entries = [{"uri": ref.uri, "digest": ref.digest, "version": ref.version} for ref in data]
+    entries = [
+        {"uri": _stored_url(ref.uri), "digest": ref.digest, "version": ref.version} for ref in data
+    ]
     return {KEY_DATA: encoded(json_value(entries, "data", "data", lenient=False), "data").decode()}
 
 

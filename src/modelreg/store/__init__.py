@@ -10,7 +10,7 @@ from pathlib import Path
 from ..reference import Reference
 from . import credentials
 from .base import Repository, Store
-from .layout import LayoutRepository, LayoutStore
+from .layout import LayoutRepository, LayoutStore, layout_directory
 from .remote import RemoteRepository
 from .transport import RegistryOptions, Transport
 
@@ -53,6 +53,8 @@ class Stores:
             return transport
 
     def repository(self, reference: Reference) -> Repository:
+        if reference.layout is not None:
+            return layout_directory(Path(reference.layout))
         if reference.registry is None:
             return self.local.repository(reference.repository)
         return RemoteRepository(self.transport(reference.registry), reference.repository)

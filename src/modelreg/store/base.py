@@ -125,6 +125,31 @@ def claim_tag_name(digest: str, tag: str, stamp: str = "") -> str:
     return f"{name}.{stamp}" if stamp else name
 
 
+CLAIM_ARTIFACT = "application/vnd.modelreg.claim.v1"
+
+
+def claim_marker(digest: str, tag: str, stamp: str = "") -> bytes:
+    """What a claim tag points at: a tiny manifest of its own, so removing the claim
+    (a delete by digest, the only delete registry:2 has) removes nothing else."""
+    from .._json import canonical_json
+    from ..oci import EMPTY_JSON, IMAGE_MANIFEST, empty_config_descriptor
+
+    annotations = {"dev.modelreg.claim.digest": digest, "dev.modelreg.claim.tag": tag}
+    if stamp:
+        annotations["dev.modelreg.claim.stamp"] = stamp
+    config = empty_config_descriptor()
+    return canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": IMAGE_MANIFEST,
+            "artifactType": CLAIM_ARTIFACT,
+            "config": {"mediaType": EMPTY_JSON, "digest": config.digest, "size": config.size},
+            "layers": [],
+            "annotations": annotations,
+        }
+    )
+
+
 def parse_claim_tag(name: str) -> tuple[str, str, str] | None:
     """``(digest, claimed tag, stamp or "")`` of a claim tag; None for any other tag."""
     match = _CLAIM.fullmatch(name)

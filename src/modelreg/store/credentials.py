@@ -2,8 +2,10 @@
 
 ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``): inline
 ``auths`` entries, ``credHelpers`` per host and a default ``credsStore``, both
-run as ``docker-credential-<name>``. Secrets never leave this module except as
-the ``Credentials`` handed to the transport, whose ``repr`` hides them.
+run as ``docker-credential-<name>``. The containers tools' ``auth.json`` files
+(podman/skopeo/buildah logins, same format) are read after it (``auth_files``).
+Secrets never leave this module except as the ``Credentials`` handed to the
+transport, whose ``repr`` hides them.
 """
 
 from __future__ import annotations
@@ -101,13 +103,52 @@ def _host_keys(host: str) -> list[str]:
     return keys
 
 
+def auth_files(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where credentials are read from, in order; the first file with an entry wins.
+
+    Docker's ``config.json`` first: ``modelreg login``/``logout`` write there, so they
+    always take effect. Then the containers tools' files (podman, skopeo, buildah;
+    containers-auth.json(5)): ``$REGISTRY_AUTH_FILE`` alone when set, otherwise
+    ``$XDG_RUNTIME_DIR/containers/auth.json`` (``/run/containers/UID/auth.json``
+    without it) and ``${XDG_CONFIG_HOME:-~/.config}/containers/auth.json``.
+    """
+    env = os.environ if environ is None else environ
+    files = [config_path(env)]
+    if env.get("REGISTRY_AUTH_FILE"):
+        files.append(Path(env["REGISTRY_AUTH_FILE"]).expanduser())
+    else:
+        runtime = env.get("XDG_RUNTIME_DIR")
+        files.append(
+            Path(runtime) / "containers" / "auth.json"
+            if runtime
+            else Path(f"/run/containers/{os.getuid()}/auth.json")
+        )
+        home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+        config_home = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else None
+        files.append((config_home or home / ".config") / "containers" / "auth.json")
+    return list(dict.fromkeys(files))
+
+
 def lookup(
     host: str,
     environ: Mapping[str, str] | None = None,
     helper_timeout: float = HELPER_TIMEOUT,
 ) -> Credentials | None:
-    """Credentials for ``host`` from the docker config and its helpers, or None."""
-    config = _read_config(config_path(environ))
+    """Credentials for ``host`` from the first of ``auth_files`` that has some, or None."""
+    for path in auth_files(environ):
+        found = _lookup_in(_read_config(path), host, environ, helper_timeout)
+        if found is not None:
+            return found
+    return None
+
+
+def _lookup_in(
+    config: Mapping[str, Any],
+    host: str,
+    environ: Mapping[str, str] | None,
+    helper_timeout: float,
+) -> Credentials | None:
+    """Credentials for ``host`` in one docker-format file (and the helpers it names), or None."""
     helpers = config.get("credHelpers") or {}
     for key in _host_keys(host):
         if isinstance(helpers, dict) and isinstance(helpers.get(key), str) and helpers[key]:

@@ -24,6 +24,7 @@ from typing import IO, Any
 from .._json import load_json_object
 from ..digest import Readable, hex_part, is_digest, verify_bytes
 from ..errors import IntegrityError, InvalidInput, NotFound
+from ..localfs import local_writes
 from ..oci import (
     ANNOTATION_REF_NAME,
     IMAGE_INDEX,
@@ -440,14 +441,19 @@ def _strip_ref_name(descriptor: Descriptor) -> Descriptor:
 
 @contextlib.contextmanager
 def _temporary_file(directory: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """A temp file in ``directory``, removed unless the caller renamed it away."""
-    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle, path
-    finally:
-        path.unlink(missing_ok=True)
+    """A temp file in ``directory``, removed unless the caller renamed it away.
+
+    Every write to the local store goes through here: a full or read-only disk ends
+    as a ModelregError (``localfs``), with the temp file gone.
+    """
+    with local_writes("writing the local store", directory):
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle, path
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -457,3 +463,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
         os.chmod(temp_path, 0o644)
         os.replace(temp_path, path)
+
+
+def layout_directory(directory: Path) -> LayoutRepository:
+    """An OCI image-layout directory named on its own (``oci:DIR``, skopeo's syntax).
+
+    It is a repository of a store whose root is its parent directory, so blobs
+    are hard-linked from a sibling layout as they are within the local store.
+    """
+    directory = directory.expanduser()
+    absolute = directory.resolve()
+    if absolute.name in _RESERVED or not absolute.name:
+        raise InvalidInput(
+            f"oci:{directory} is not a usable layout directory name",
+            "name the directory that holds (or will hold) index.json and blobs/",
+        )
+    return _NamedLayout(absolute, absolute.name, LayoutStore(absolute.parent), f"oci:{directory}")
+
+
+class _NamedLayout(LayoutRepository):
+    """A layout directory shown as ``oci:DIR``; inside its store it is its own name."""
+
+    def __init__(self, path: Path, name: str, store: LayoutStore, shown: str) -> None:
+        super().__init__(path, name, store)
+        self._shown = shown
+
+    @property
+    def name(self) -> str:
+        return self._shown

@@ -23,13 +23,14 @@ and check its ``subject`` (see :func:`fetch_referrer`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from .._json import canonical_json, load_json_object
-from ..digest import hex_part, is_digest
-from ..errors import ConflictError, IntegrityError, NotFound
+from ..digest import hex_part, is_digest, sha256_digest
+from ..errors import ConflictError, IntegrityError, ModelregError, NotFound
 from ..oci import IMAGE_INDEX, MAX_MANIFEST_BYTES, Descriptor, Manifest
 from .base import Repository
 
@@ -110,17 +111,17 @@ def add_to_tag_schema(
     tag = referrers_tag(subject_digest)
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(_REWRITE_ATTEMPTS):
-        current = _read_tag_schema(repository, subject_digest)
+        previous = repository.resolve(tag)
+        current, old_anchor = _read_tag_schema(repository, subject_digest)
         for entry in current:
             seen.setdefault(_entry_key(entry), entry)
         for entry in entries:
             seen.setdefault(_entry_key(entry), entry)
         current_keys = {_entry_key(entry) for entry in current}
-        if current_keys.issuperset(seen):
+        if current_keys.issuperset(seen) and not old_anchor:
             return
         merged = current + [entry for key, entry in seen.items() if key not in current_keys]
-        index = canonical_json({"schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": merged})
-        repository.push_manifest(index, IMAGE_INDEX, [tag])
+        _replace_index(repository, tag, merged, None if old_anchor or not current else previous)
     raise ConflictError(
         f"{repository.name}: the referrers index {tag} kept changing under concurrent writers",
         "push again; nothing already listed was removed",
@@ -130,12 +131,39 @@ def add_to_tag_schema(
 def remove_from_tag_schema(repository: Repository, subject_digest: str, digests: set[str]) -> None:
     """Drop entries for manifests that were deleted (the spec asks clients to)."""
     tag = referrers_tag(subject_digest)
-    current = _read_tag_schema(repository, subject_digest)
+    previous = repository.resolve(tag)
+    current, old_anchor = _read_tag_schema(repository, subject_digest)
     kept = [entry for entry in current if entry.get("digest") not in digests]
-    if len(kept) == len(current):
+    if len(kept) == len(current) or old_anchor:
         return
-    index = canonical_json({"schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": kept})
-    repository.push_manifest(index, IMAGE_INDEX, [tag])
+    if not kept and previous is not None:
+        # nothing left to list: the index goes, and its tag with it
+        with contextlib.suppress(ModelregError):
+            repository.delete_manifest(previous.digest)
+        return
+    _replace_index(repository, tag, kept, previous)
+
+
+def _replace_index(
+    repository: Repository,
+    tag: str,
+    entries: list[dict[str, Any]],
+    previous: Descriptor | None,
+) -> None:
+    """Write the index at ``tag``, then delete the revision it replaced (as oras does).
+
+    A superseded revision left in a registry keeps every manifest it lists alive
+    through the registry's garbage collection. Where deletes are refused, it stays.
+    ``previous`` is None when it must stay: an empty index has the same bytes, and
+    so the same digest, for every subject (deleting it would untag the others).
+    """
+    index = canonical_json({"schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": entries})
+    written = repository.push_manifest(index, IMAGE_INDEX, [tag])
+    if previous is not None and previous.digest != written.digest:
+        with contextlib.suppress(ModelregError):
+            repository.delete_manifest(previous.digest)
+    # a concurrent writer that re-wrote the old revision lost its tag with the delete:
+    # the caller's re-read (add_to_tag_schema) sees that and writes the entries again
 
 
 def list_referrers(
@@ -151,7 +179,7 @@ def list_referrers(
         listed = repository.referrers_from_api(subject_digest, artifact_type)
     if listed is None:
         listed = []
-        for index, entry in enumerate(_read_tag_schema(repository, subject_digest)):
+        for index, entry in enumerate(_read_tag_schema(repository, subject_digest)[0]):
             try:
                 listed.append(Descriptor.from_dict(entry, f"referrers index entry {index}"))
             except IntegrityError:
@@ -182,12 +210,16 @@ def _entry_key(entry: dict[str, Any]) -> str:
     return digest if isinstance(digest, str) else json.dumps(entry, sort_keys=True)
 
 
-def _read_tag_schema(repository: Repository, subject_digest: str) -> list[dict[str, Any]]:
-    """The raw entries of the tag-schema index; [] when there is none.
+def _read_tag_schema(
+    repository: Repository, subject_digest: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """The raw entries of the tag-schema index ([] when there is none), and whether the
+    tag holds an old modelreg anchor instead.
 
-    A tag holding the subject itself is the anchor modelreg wrote there before 0.3
-    (the tag was ours then): it lists no referrers and may be replaced. Anything
-    else that is not an image index is someone else's, and is refused.
+    A tag holding the subject itself is the anchor modelreg wrote there before the
+    move to ``anchor.<hex>`` (an index cannot list itself): it lists no referrers and
+    is replaced by the next write. Anything else that is not an image index is
+    someone else's, and is refused.
     """
     if not is_digest(subject_digest):
         raise IntegrityError(f"not a subject digest: {subject_digest!r}")
@@ -195,9 +227,9 @@ def _read_tag_schema(repository: Repository, subject_digest: str) -> list[dict[s
     try:
         descriptor, data = repository.fetch_manifest(tag)
     except NotFound:
-        return []
+        return [], False
     if descriptor.digest == subject_digest:
-        return []
+        return [], True
     body = load_json_object(data, f"referrers index {tag}", limit=MAX_MANIFEST_BYTES)
     manifests = body.get("manifests")
     if body.get("mediaType", descriptor.media_type) != IMAGE_INDEX or not isinstance(
@@ -209,4 +241,35 @@ def _read_tag_schema(repository: Repository, subject_digest: str) -> list[dict[s
             "not an image index",
             "another tool wrote something else there; move it away so referrers can be listed",
         )
-    return [entry for entry in manifests if isinstance(entry, dict)]
+    return [entry for entry in manifests if isinstance(entry, dict)], False
+
+
+def add_to_tag_schema_or_api(
+    repository: Repository, subject_digest: str, entries: list[dict[str, Any]]
+) -> None:
+    """List already pushed manifests as referrers: nothing to do where the API indexed them."""
+    if (
+        isinstance(repository, ReferrersAPI)
+        and repository.referrers_from_api(subject_digest) is not None
+    ):
+        return
+    add_to_tag_schema(repository, subject_digest, entries)
+
+
+def list_as_referrer(
+    repository: Repository, manifest: bytes, media_type: str, subject_digest: str
+) -> None:
+    """Make an already pushed manifest (e.g. one taken with ``claim_tag``) listable.
+
+    Where the registry has the referrers API it processed ``subject`` on the push;
+    elsewhere the manifest is added to the tag-schema index.
+    """
+    if (
+        isinstance(repository, ReferrersAPI)
+        and repository.referrers_from_api(subject_digest) is not None
+    ):
+        return
+    digest = sha256_digest(manifest)
+    add_to_tag_schema(
+        repository, subject_digest, [referrer_descriptor(manifest, media_type, digest)]
+    )

@@ -29,18 +29,22 @@ from ..errors import (
     AuthError,
     ConflictError,
     IntegrityError,
+    ModelregError,
     NotFound,
     RegistryError,
     RegistryUnavailable,
 )
 from ..oci import (
+    EMPTY_JSON_BYTES,
     IMAGE_INDEX,
+    IMAGE_MANIFEST,
     MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_BYTES,
     Descriptor,
     media_type_of,
 )
-from .base import BytesCallback, claim_tag_name, parse_claim_tag
+from .base import BytesCallback, claim_marker, claim_tag_name, parse_claim_tag
+from .tag_page import parse_tag_page
 from .transport import QuickResponse, Transport
 
 _T = TypeVar("_T")
@@ -96,6 +100,15 @@ class RemoteRepository:
     @contextlib.contextmanager
     def open_blob(self, descriptor: Descriptor) -> Iterator[Readable]:
         blob = _ResumingBlob(self, descriptor.digest)
+        try:
+            yield blob
+        finally:
+            blob.close()
+
+    @contextlib.contextmanager
+    def open_blob_from(self, descriptor: Descriptor, offset: int) -> Iterator[Readable]:
+        """The blob's bytes from ``offset`` on (the caller kept the ones before)."""
+        blob = _ResumingBlob(self, descriptor.digest, offset)
         try:
             yield blob
         finally:
@@ -405,11 +418,25 @@ class RemoteRepository:
         its own claim before listing), so at most one ever takes this fast path.
         Claimants that see a rival wait a settle delay — long enough for a fast-path
         winner's tag write to land — and, when the tag is still absent, fall back to
-        claim, settle, read back (last writer wins). Claim tags are never removed, so a
-        later claimant of the same tag always sees them and never takes the fast path.
+        claim, settle, read back (last writer wins). The claim tag points at a marker
+        manifest of its own and is deleted once the claim is decided (the tag exists by
+        then, so a later claimant sees the tag itself); where deletes are refused, it
+        stays and ``gc`` lists it.
         """
         digest = sha256_digest(data)
-        self._put_manifest(claim_tag_name(digest, tag, stamp), data, media_type, digest)
+        marker = claim_marker(digest, tag, stamp)
+        self.push_small_blob(EMPTY_JSON_BYTES)  # the marker's config
+        marker_digest = sha256_digest(marker)
+        self._put_manifest(
+            claim_tag_name(digest, tag, stamp), marker, IMAGE_MANIFEST, marker_digest
+        )
+        try:
+            return self._decide_claim(tag, data, media_type, digest)
+        finally:
+            with contextlib.suppress(ModelregError):
+                self.delete_manifest(marker_digest)
+
+    def _decide_claim(self, tag: str, data: bytes, media_type: str, digest: str) -> bool:
         tags = self.list_tags()
         if tag in tags:
             current = self.resolve(tag)
@@ -451,13 +478,8 @@ class RemoteRepository:
                 if response.status_code != 200:
                     raise self._error(response, "listing tags")
                 data = self._read_body(response, MAX_TAG_PAGE_BYTES, f"{self.name}: tag list")
-                try:
-                    page = json.loads(data).get("tags") or []
-                except (ValueError, AttributeError, RecursionError):
-                    raise IntegrityError(f"{self.name}: tag list is not valid JSON") from None
-                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                    raise IntegrityError(f"{self.name}: tag list is malformed")
-                tags.extend(page)
+                what, room = f"{self.name}: tag list", MAX_TAGS - len(tags)
+                tags.extend(parse_tag_page(data, what, room, MAX_TAGS))
                 path = _next_link(response)
         return sorted(set(tags))
 
@@ -606,7 +628,7 @@ class _Body:
     def _broken(self, reason: str) -> RegistryUnavailable:
         return RegistryUnavailable(
             f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
-            "nothing partial was kept; try again",
+            "nothing unverified was trusted; try again (a pull resumes where it broke)",
         )
 
 
@@ -621,10 +643,10 @@ class _ResumingBlob:
     the range and sends the whole blob is read from its start, skipping what we had.
     """
 
-    def __init__(self, repository: RemoteRepository, digest: str) -> None:
+    def __init__(self, repository: RemoteRepository, digest: str, offset: int = 0) -> None:
         self._repository = repository
         self._digest = digest
-        self._offset = 0
+        self._offset = offset
         self._resumes = 0
         self._response: requests.Response | None = None
         self._body = self._open()

@@ -3,15 +3,17 @@
 Built on ``requests``. Everything a registry conversation needs below the
 distribution API itself lives here:
 
-* fail fast: a connect timeout and an overall retry budget (default 5 s) — an
-  unreachable or black-holed registry is an error within seconds, not minutes;
-* bounded retries with backoff for connection failures, 429 and 5xx, only for
-  requests that can be replayed;
+* fail fast: until a registry has answered once, the first connection that is
+  refused or gets no answer within ``timeout`` (default 5 s) ends the command -
+  an unreachable or black-holed registry is an error within seconds, not minutes;
+* bounded retries with backoff for connection failures (only once the registry has
+  answered: it broke mid-way), 429 and 5xx, only for requests that can be replayed;
 * auth by challenge: ``WWW-Authenticate: Basic`` sends the docker-config
   credentials; ``Bearer`` fetches a token for exactly the scope asked, caches it
   per scope until it expires, and sends it up front on the next request;
-* plain HTTP only for loopback registries that do not speak TLS (docker's rule),
-  HTTPS with a custom CA bundle otherwise.
+* plain HTTP only for loopback registries that do not speak TLS (docker's rule)
+  or with MODELREG_PLAIN_HTTP, HTTPS with a custom CA bundle otherwise; an https
+  registry's http:// upload URL or token realm is refused (``_refuse_cleartext``).
 
 No secret is ever put into an exception message or a log line.
 """
@@ -30,7 +32,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,6 +256,11 @@ class Transport:
         self._ssl_context_made: ssl.SSLContext | None = None
         self._local = threading.local()
         self._quick_connections: list[http.client.HTTPConnection] = []
+        # whether this registry has answered anything yet: until it has, nothing is retried
+        # and every answer must come within ``timeout`` (a black hole fails at once)
+        self.answered = False
+        self._contact_lock = threading.RLock()
+        self._contact_failed: tuple[RegistryUnavailable, float] | None = None
 
     def __repr__(self) -> str:
         return f"Transport({self.host!r})"
@@ -293,13 +300,18 @@ class Transport:
         probe.check_hostname = False
         probe.verify_mode = ssl.CERT_NONE
         try:
-            with (
-                socket.create_connection((name, port), timeout=self.options.timeout) as raw,
-                probe.wrap_socket(raw, server_hostname=name),
-            ):
-                return "https"
+            with socket.create_connection((name, port), timeout=self.options.timeout) as raw:
+                try:
+                    with probe.wrap_socket(raw, server_hostname=name):
+                        self.answered = True
+                        return "https"
+                except TimeoutError:
+                    # connected, and then nothing: a plain-HTTP server answers a ClientHello
+                    # at once (with a 400), so this listener is a black hole
+                    raise self._silent() from None
         except ssl.SSLError as exc:
             if _speaks_plain_http(exc):
+                self.answered = True
                 return "http"
             raise RegistryUnavailable(
                 f"TLS with registry {self.host} failed: {_short_reason(exc)}", _TLS_HINT
@@ -312,10 +324,60 @@ class Transport:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
 
     def _ours(self, url: str) -> bool:
-        """Whether ``url`` is on this registry: credentials are never sent anywhere else."""
+        """Whether ``url`` is on this registry: credentials are never sent anywhere else.
+
+        Being ours is not enough: ``_refuse_cleartext`` also keeps them on TLS.
+        """
         return urllib.parse.urlsplit(url).netloc == self.host
 
+    def _refuse_cleartext(self, url: str, whom: str) -> None:
+        """Raise unless credentials may travel to ``url`` (ours, or the announced token service).
+
+        The one rule for where a secret may go in cleartext: over https always;
+        over http only when the user opted into plain HTTP (``MODELREG_PLAIN_HTTP``)
+        or to a loopback host while the registry itself is a loopback one that
+        speaks no TLS. An https registry that hands out an ``http://`` URL (a
+        TLS-terminating proxy without ``X-Forwarded-Proto``, a token realm on
+        plain HTTP) is refused rather than quietly followed or upgraded: the
+        user learns the registry is misconfigured, and no secret leaves TLS.
+        """
+        split = urllib.parse.urlsplit(url)
+        if split.scheme != "http" or self.options.plain_http:
+            return
+        if self.base_url.startswith("http://") and is_loopback(split.netloc):
+            return
+        raise RegistryError(
+            f"registry {self.host} sent a plain-HTTP URL for {whom} (http://{split.netloc}): "
+            "refusing to talk to it without TLS",
+            "a TLS-terminating proxy in front of the registry must pass X-Forwarded-Proto: "
+            "https (or the registry must use relative URLs); set MODELREG_PLAIN_HTTP=1 only "
+            "if plain HTTP to this registry is really meant",
+        )
+
     # ----- requests -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _contact(self) -> Iterator[None]:
+        """Until the registry has answered once, one request at a time (threads of a
+        parallel transfer queue here); when that one finds it silent or unreachable, the
+        others fail with the same error at once instead of each waiting a timeout."""
+        self._contact_lock.acquire()
+        if self.answered:
+            self._contact_lock.release()
+            yield
+            return
+        try:
+            failed = self._contact_failed
+            if failed is not None and time.monotonic() - failed[1] < self.options.timeout:
+                raise RegistryUnavailable(failed[0].message, failed[0].hint)
+            try:
+                yield
+            except RegistryUnavailable as error:
+                if not self.answered:
+                    self._contact_failed = (error, time.monotonic())
+                raise
+        finally:
+            self._contact_lock.release()
 
     def request(
         self,
@@ -335,12 +397,40 @@ class Transport:
         ``bulk`` requests (blob bodies) may go quiet for ``read_timeout``; every other
         request must answer within three times the connect ``timeout``.
         """
+        with self._contact():
+            return self._request(
+                method,
+                path,
+                scope=scope,
+                headers=headers,
+                data=data,
+                stream=stream,
+                replayable=replayable,
+                bulk=bulk,
+            )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | Iterable[bytes] | None,
+        stream: bool,
+        replayable: bool,
+        bulk: bool,
+    ) -> requests.Response:
         import requests
 
         deadline = time.monotonic() + self.options.timeout
         read_timeout = self.options.read_timeout if bulk else 3 * self.options.timeout
         url = self.url(path)
+        if not self.answered:
+            read_timeout = self.options.timeout
         ours = self._ours(url)
+        if ours:
+            self._refuse_cleartext(url, "its own API")
         attempt = 0
         auth_tries = 0
         while True:
@@ -360,13 +450,21 @@ class Transport:
                     proxies=self._proxies,
                     allow_redirects=method in ("GET", "HEAD"),
                 )
+                self.answered = True
             except requests.exceptions.SSLError as exc:
                 raise RegistryUnavailable(
                     f"TLS with registry {self.host} failed: {_short_reason(exc)}", _TLS_HINT
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                if replayable and attempt <= self.options.retries and self._wait(attempt, deadline):
+                if (
+                    self.answered
+                    and replayable
+                    and attempt <= self.options.retries
+                    and self._wait(attempt, deadline)
+                ):
                     continue
+                if not self.answered and isinstance(exc, requests.exceptions.ReadTimeout):
+                    raise self._silent() from None
                 raise RegistryUnavailable(
                     f"cannot reach registry {self.host}: {_short_reason(exc)}",
                     "check that the registry is running and the host and port are right "
@@ -407,6 +505,18 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
     ) -> QuickResponse | requests.Response:
+        with self._contact():
+            return self._quick(method, path, scope=scope, headers=headers, data=data)
+
+    def _quick(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+    ) -> QuickResponse | requests.Response:
         """A small request (HEAD, a manifest, a tag list, a manifest PUT) at a fraction of the cost.
 
         Sent on this thread's own keep-alive ``http.client`` connection, without
@@ -439,9 +549,17 @@ class Transport:
                 # read even a HEAD answer (b""): http.client refuses the next response on
                 # this connection until this one is closed
                 body = answer.read(QUICK_LIMIT + 1)
+            except TimeoutError:
+                connection.close()
+                if not self.answered:
+                    raise self._silent() from None
+                continue
             except (OSError, http.client.HTTPException):
                 connection.close()
+                if not self.answered:
+                    break  # the full path reports why, without retrying
                 continue
+            self.answered = True
             status = answer.status
             if answer.will_close or len(body) > QUICK_LIMIT:
                 connection.close()
@@ -459,7 +577,7 @@ class Transport:
         if connection is not None:
             connection.close()
         scheme, _, netloc = self.base_url.partition("://")
-        timeout = 3 * self.options.timeout
+        timeout = 3 * self.options.timeout if self.answered else self.options.timeout
         if scheme == "https":
             connection = http.client.HTTPSConnection(
                 netloc, timeout=timeout, context=self._ssl_context or _default_tls()
@@ -470,6 +588,14 @@ class Transport:
         with self._lock:
             self._quick_connections.append(connection)
         return connection
+
+    def _silent(self) -> RegistryUnavailable:
+        return RegistryUnavailable(
+            f"registry {self.host} accepted the connection but did not answer within "
+            f"{self.options.timeout:g} s",
+            "check that a registry (and not something else) listens there and is not hung "
+            "(--timeout or MODELREG_TIMEOUT sets how long to wait)",
+        )
 
     def pause_before_retry(self, attempt: int) -> None:
         """Sleep the backoff before retry number ``attempt`` (1, 2, …) of something."""
@@ -573,7 +699,9 @@ class Transport:
         if challenge is None:
             raise RegistryError(f"registry {self.host} answered 401 without an auth challenge")
         if challenge.scheme == "basic":
-            if self._basic or self.credentials() is None:
+            # credentials sent and refused; or none to send. A request that went out
+            # without them while another thread learnt the scheme just tries again.
+            if (self._basic and sent) or self.credentials() is None:
                 raise self._auth_error()
             self._basic = True
             return
@@ -623,6 +751,7 @@ class Transport:
         params.extend(("scope", value) for value in format_scope(grants))
         headers = {}
         form: dict[str, str] | None = None
+        self._refuse_cleartext(realm, "its token service")
         creds = self.credentials()
         if creds and creds.is_identity_token:
             # OAuth2 (docker's token spec, "oauth"): trade the identity token for an access token

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from ...digest import sha256_file
 from ...errors import InvalidInput, NotFound
 from ..model import DataRef, FileHasher
-from .urls import SCHEME_RE, authority_end, strip_credentials
+from .urls import SCHEME_RE, authority_end, stored_url
 
 _FILE_DIGEST: Final = re.compile(r"sha256:([0-9a-f]{64})")
 _DATA_HINT: Final = (
@@ -148,7 +148,7 @@ def _remote_ref(arg: str, start: int) -> DataRef:
             )
         if _VERSION_RE.fullmatch(candidate):
             uri, version = arg[:at], candidate
-    return DataRef(strip_credentials(uri), None, version)
+    return DataRef(stored_url(uri), None, version)
 
 
 def _file_uri_ref(arg: str, start: int, file_sha256: FileHasher) -> DataRef:

@@ -11,7 +11,7 @@ from typing import Final
 from ...errors import InvalidInput, NotFound
 from ..model import CodeInfo
 from ..values import one_line
-from .urls import strip_credentials
+from .urls import stored_url
 
 # Pinned so that the digest does not depend on the user's git config.
 _DIFF_FLAGS: Final = (
@@ -99,7 +99,7 @@ def capture_code(directory: Path) -> CodeInfo | None:
         branch=branch,
         dirty=dirty,
         diff_digest=_diff_digest(directory) if dirty else None,
-        remote=strip_credentials(remote_url) if remote_url else None,
+        remote=stored_url(remote_url) if remote_url else None,
     )
 
 

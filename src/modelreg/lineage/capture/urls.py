@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ...redact import strip_query_credentials
+
 SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _SSH_SCHEMES: Final = frozenset({"ssh", "git+ssh", "ssh+git"})
 _TOKEN_USER_SCHEMES: Final = frozenset({"http", "https", "ftp", "ftps"})
@@ -39,3 +41,8 @@ def strip_credentials(url: str) -> str:
     else:
         return url
     return url[:start] + keep + host + url[end:]
+
+
+def stored_url(url: str) -> str:
+    """``url`` as lineage stores it: no userinfo secret, no credential parameter (``redact``)."""
+    return strip_query_credentials(strip_credentials(url)) if SCHEME_RE.match(url) else url
