@@ -8,11 +8,12 @@ dropped), so bundles larger than ``MAX_BUNDLE`` are skipped: their files show no
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 from collections.abc import Collection
 from typing import Any, cast
 
-from .oci import ANNOTATION_TITLE, Manifest
+from .oci import Manifest, layer_title
 from .packing import MODEL_ROOT
 from .store.base import Repository
 from .transfer import ANNOTATION_FILES, model_layers
@@ -28,15 +29,17 @@ def file_sizes(
     sizes: dict[str, int] = {}
     for layer in model_layers(manifest):
         listed = layer.annotations.get(ANNOTATION_FILES)
-        title = layer.annotations.get(ANNOTATION_TITLE)
+        title = layer_title(layer)
         if listed:
             if layer.size > MAX_BUNDLE or not any(f'"{name}"' in listed for name in wanted):
                 continue
         elif title not in wanted:
             continue
+        # "r|*": a copy another tool recompressed (gzip) reads the same
         with (
+            contextlib.suppress(tarfile.TarError),
             repository.open_blob(layer) as stream,
-            tarfile.open(fileobj=cast(Any, stream), mode="r|") as archive,
+            tarfile.open(fileobj=cast(Any, stream), mode="r|*") as archive,
         ):
             for member in archive:
                 name = member.name.removeprefix(f"{MODEL_ROOT}/")
