@@ -1,53 +1,55 @@
-"""Keys, DSSE envelopes and in-toto statements: everything modelreg signs or verifies.
+"""Keys: ECDSA P-256 signing and public keys, generated, loaded and saved.
 
 Keys are ECDSA P-256 (as with cosign). Signatures are ECDSA-SHA256 in DER form,
 made deterministically (RFC 6979). A key's id is the lowercase hex SHA-256 of
 its DER-encoded SubjectPublicKeyInfo, all 64 characters; it is what envelopes
 carry in ``keyid`` and what trust policies list.
 
-Envelopes follow DSSE (https://github.com/secure-systems-lab/dsse): each
-signature covers ``pae(payload_type, payload)``, so the payload type is signed
-too. The payload modelreg signs is an in-toto Statement v1 (``make_statement``).
+What the keys sign lives beside this module and is re-exported from it:
+DSSE envelopes (:mod:`.dsse`) and in-toto statements (:mod:`.in_toto`).
 
 This is the only module of the package that imports ``cryptography``.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelreg._json import MAX_DEPTH, JsonReadError, canonical_json, read_json
+from modelreg._json import MAX_DEPTH, canonical_json
 from modelreg._json import quote as _quote
-from modelreg.errors import IntegrityError, InvalidInput, NotFound
+from modelreg.dsse import (
+    MAX_ENVELOPE_BYTES,
+    Envelope,
+    Signature,
+    VerifiedSignatures,
+    add_signature,
+    pae,
+    sign_envelope,
+    verify_envelope,
+)
+from modelreg.errors import InvalidInput, NotFound
+from modelreg.in_toto import (
+    IN_TOTO_PAYLOAD_TYPE,
+    IN_TOTO_STATEMENT_TYPE,
+    Statement,
+    make_statement,
+    parse_statement,
+)
 
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-"""DSSE payloadType of an envelope whose payload is an in-toto statement."""
-
-IN_TOTO_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-
-MAX_ENVELOPE_BYTES = 1024 * 1024
 MAX_KEY_FILE_BYTES = 64 * 1024
 MAX_JSON_DEPTH = MAX_DEPTH
 
 PASSPHRASE_HINT = "pass --passphrase-file or set MODELREG_KEY_PASSPHRASE"
 
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_ENVELOPE_HINT = "the envelope is damaged or is not a DSSE JSON envelope; fetch or sign it again"
-_STATEMENT_HINT = "the signed payload is not an in-toto v1 statement in the form modelreg writes"
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -321,284 +323,6 @@ def _cannot_write(path: Path, exc: OSError) -> InvalidInput:
         f"cannot write {path}: {exc.strerror or type(exc).__name__}",
         hint="check that the key directory is writable",
     )
-
-
-# --- DSSE envelopes -----------------------------------------------------------------------------
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 pre-authentication encoding: the exact bytes a signature covers."""
-    type_bytes = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
-
-
-@dataclass(frozen=True)
-class Signature:
-    keyid: str
-    sig: bytes
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """A DSSE envelope. ``signatures`` may hold several approvers' signatures."""
-
-    payload_type: str
-    payload: bytes
-    signatures: tuple[Signature, ...]
-
-    def to_json(self) -> bytes:
-        """The standard DSSE JSON form, as deterministic bytes (sorted keys, no whitespace)."""
-        return canonical_json(
-            {
-                "payload": _b64encode(self.payload),
-                "payloadType": self.payload_type,
-                "signatures": [
-                    {"keyid": signature.keyid, "sig": _b64encode(signature.sig)}
-                    for signature in self.signatures
-                ],
-            }
-        )
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Envelope:
-        """Parse DSSE JSON strictly; anything malformed raises :class:`IntegrityError`.
-
-        Accepts standard or URL-safe base64 (both padded), as DSSE requires. There
-        must be at least one signature, each with a modelreg key id (64 lowercase hex).
-        """
-        if len(data) > MAX_ENVELOPE_BYTES:
-            raise IntegrityError(
-                f"DSSE envelope is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES} byte limit",
-                _ENVELOPE_HINT,
-            )
-        fields = _fields(
-            _parse_json(data, "DSSE envelope", _ENVELOPE_HINT),
-            {"payload", "payloadType", "signatures"},
-            "DSSE envelope",
-            _ENVELOPE_HINT,
-        )
-        payload_type = _text(fields["payloadType"], "DSSE envelope field 'payloadType'")
-        payload = _b64decode(fields["payload"], "DSSE envelope field 'payload'")
-        entries = fields["signatures"]
-        if not isinstance(entries, list):
-            _malformed("DSSE envelope field 'signatures' is not a list", _ENVELOPE_HINT)
-        if not entries:
-            _malformed("DSSE envelope has no signatures", _ENVELOPE_HINT)
-        signatures = []
-        for index, entry in enumerate(entries):
-            where = f"DSSE envelope signature #{index + 1}"
-            entry_fields = _fields(entry, {"keyid", "sig"}, where, _ENVELOPE_HINT)
-            keyid = entry_fields["keyid"]
-            if not isinstance(keyid, str) or not _SHA256_HEX.fullmatch(keyid):
-                _malformed(
-                    f"{where} has keyid {_quote(keyid)}, not 64 lowercase hex characters",
-                    _ENVELOPE_HINT,
-                )
-            sig = _b64decode(entry_fields["sig"], f"{where} field 'sig'")
-            if not sig:
-                _malformed(f"{where} is empty", _ENVELOPE_HINT)
-            signatures.append(Signature(keyid, sig))
-        return cls(payload_type, payload, tuple(signatures))
-
-
-@dataclass(frozen=True)
-class VerifiedSignatures:
-    """What verifying an envelope found, per key id, in envelope order.
-
-    Each key id appears in exactly one field, however often it signed:
-    ``verified`` if any of its signatures verified, else ``invalid`` if the key
-    is trusted (the signature or the signed content was altered), else
-    ``untrusted``. Thresholds are for the caller (the trust policy) to apply.
-    """
-
-    verified: tuple[str, ...]
-    untrusted: tuple[str, ...]
-    invalid: tuple[str, ...]
-
-
-def sign_envelope(payload_type: str, payload: bytes, key: SigningKey) -> Envelope:
-    return add_signature(Envelope(payload_type, payload, ()), key)
-
-
-def add_signature(envelope: Envelope, key: SigningKey) -> Envelope:
-    """Co-sign *envelope*. An existing signature by the same key is replaced in place.
-
-    Signing is deterministic, so adding the same key twice returns an equal envelope.
-    """
-    new = Signature(key.key_id, key.sign(pae(envelope.payload_type, envelope.payload)))
-    signatures: list[Signature] = []
-    replaced = False
-    for existing in envelope.signatures:
-        if existing.keyid != new.keyid:
-            signatures.append(existing)
-        elif not replaced:
-            signatures.append(new)
-            replaced = True
-    if not replaced:
-        signatures.append(new)
-    return dataclasses.replace(envelope, signatures=tuple(signatures))
-
-
-def verify_envelope(envelope: Envelope, trusted: Mapping[str, PublicKey]) -> VerifiedSignatures:
-    """Check every signature of *envelope* against *trusted* (key id -> public key).
-
-    Never raises for bad or unknown signatures; see :class:`VerifiedSignatures`.
-    """
-    for key_id, public_key in trusted.items():
-        # A mislabelled entry could let one key's signature count under two ids.
-        if key_id != public_key.key_id:
-            raise InvalidInput(
-                f"trusted key listed as {_quote(key_id)} has key id {public_key.key_id}",
-                hint="key the trusted map by each PublicKey's key_id",
-            )
-    message = pae(envelope.payload_type, envelope.payload)
-    outcome: dict[str, bool | None] = {}  # None: untrusted, True: verified, False: invalid
-    for signature in envelope.signatures:
-        signer = trusted.get(signature.keyid)
-        if signer is None:
-            outcome[signature.keyid] = None
-        elif outcome.get(signature.keyid) is not True:
-            outcome[signature.keyid] = signer.verify(message, signature.sig)
-    return VerifiedSignatures(
-        verified=tuple(k for k, ok in outcome.items() if ok is True),
-        untrusted=tuple(k for k, ok in outcome.items() if ok is None),
-        invalid=tuple(k for k, ok in outcome.items() if ok is False),
-    )
-
-
-# --- in-toto statements -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Statement:
-    """An in-toto Statement v1 about exactly one subject, identified by its sha256."""
-
-    subject_name: str
-    subject_sha256: str
-    predicate_type: str
-    predicate: dict[str, Any]
-
-
-def make_statement(
-    subject_name: str, subject_sha256_hex: str, predicate_type: str, predicate: Mapping[str, Any]
-) -> bytes:
-    """Canonical JSON of an in-toto Statement v1; sign it with ``IN_TOTO_PAYLOAD_TYPE``."""
-    if not subject_name:
-        raise InvalidInput("statement subject name is empty", hint="name the subject")
-    if not _SHA256_HEX.fullmatch(subject_sha256_hex):
-        raise InvalidInput(
-            f"statement subject digest {_quote(subject_sha256_hex)} is not 64 lowercase hex",
-            hint="pass the bare sha256 hex, without the 'sha256:' prefix",
-        )
-    if not predicate_type:
-        raise InvalidInput("statement predicate type is empty", hint="give a predicate type URI")
-    return canonical_json(
-        {
-            "_type": IN_TOTO_STATEMENT_TYPE,
-            "subject": [{"name": subject_name, "digest": {"sha256": subject_sha256_hex}}],
-            "predicateType": predicate_type,
-            "predicate": predicate,
-        }
-    )
-
-
-def parse_statement(payload: bytes) -> Statement:
-    """Parse a statement strictly: exactly the shape :func:`make_statement` writes.
-
-    One subject with a sha256 digest only, an object predicate, no unknown fields;
-    anything else raises :class:`IntegrityError`.
-    """
-    if len(payload) > MAX_ENVELOPE_BYTES:
-        _malformed(f"statement is over the {MAX_ENVELOPE_BYTES} byte limit", _STATEMENT_HINT)
-    document = _parse_json(payload, "in-toto statement", _STATEMENT_HINT)
-    fields = _fields(
-        document,
-        {"_type", "subject", "predicateType", "predicate"},
-        "in-toto statement",
-        _STATEMENT_HINT,
-    )
-    if fields["_type"] != IN_TOTO_STATEMENT_TYPE:
-        _malformed(
-            f"statement _type is {_quote(fields['_type'])}, not {IN_TOTO_STATEMENT_TYPE!r}",
-            _STATEMENT_HINT,
-        )
-    subjects = fields["subject"]
-    if not isinstance(subjects, list) or len(subjects) != 1:
-        _malformed("statement subject must be a list of exactly one subject", _STATEMENT_HINT)
-    subject = _fields(subjects[0], {"name", "digest"}, "statement subject", _STATEMENT_HINT)
-    name = subject["name"]
-    if not isinstance(name, str) or not name:
-        _malformed("statement subject name must be a non-empty string", _STATEMENT_HINT)
-    digest = _fields(subject["digest"], {"sha256"}, "statement subject digest", _STATEMENT_HINT)
-    sha256 = digest["sha256"]
-    if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
-        _malformed("statement subject sha256 is not 64 lowercase hex characters", _STATEMENT_HINT)
-    predicate_type = fields["predicateType"]
-    if not isinstance(predicate_type, str) or not predicate_type:
-        _malformed("statement predicateType must be a non-empty string", _STATEMENT_HINT)
-    predicate = fields["predicate"]
-    if not isinstance(predicate, dict):
-        _malformed("statement predicate must be a JSON object", _STATEMENT_HINT)
-    return Statement(name, sha256, predicate_type, predicate)
-
-
-# --- strict parsing -----------------------------------------------------------------------------
-
-
-def _parse_json(data: bytes, what: str, hint: str) -> Any:
-    try:
-        return read_json(data)
-    except JsonReadError as exc:
-        if exc.problem == "depth":
-            _malformed(f"{what} is nested too deeply ({exc})", hint)
-        if exc.problem == "unicode":
-            _malformed(f"{what}: {exc}", hint)
-        _malformed(f"{what} is not valid UTF-8 JSON: {exc}", hint)
-
-
-def _fields(value: object, names: set[str], what: str, hint: str) -> dict[str, Any]:
-    """*value* as a JSON object with exactly the fields *names*."""
-    if not isinstance(value, dict):
-        _malformed(f"{what} is not a JSON object", hint)
-    missing = sorted(names - value.keys())
-    if missing:
-        _malformed(f"{what} is missing field {_quote(missing[0])}", hint)
-    unknown = sorted(value.keys() - names)
-    if unknown:
-        _malformed(f"{what} has unknown field {_quote(unknown[0])}", hint)
-    return value
-
-
-def _text(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        _malformed(f"{what} must be a non-empty string", _ENVELOPE_HINT)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        _malformed(f"{what} is not valid Unicode", _ENVELOPE_HINT)
-    return value
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _b64decode(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        _malformed(f"{what} is not a base64 string", _ENVELOPE_HINT)
-    standard = value.replace("-", "+").replace("_", "/")  # DSSE allows URL-safe base64 too
-    try:
-        data = base64.b64decode(standard, validate=True)
-    except ValueError:
-        _malformed(f"{what} is not valid base64", _ENVELOPE_HINT)
-    if _b64encode(data) != standard:
-        # Stray trailing bits would let one envelope have several encodings.
-        _malformed(f"{what} is not canonical base64", _ENVELOPE_HINT)
-    return data
-
-
-def _malformed(problem: str, hint: str) -> NoReturn:
-    raise IntegrityError(problem, hint)
 
 
 __all__ = [
