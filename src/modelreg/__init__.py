@@ -23,9 +23,10 @@ _EXPORTS = {
     "tag": "api",
     "versions": "api",
     "diff": "api",
-    "PushResult": "api",
-    "PullResult": "api",
-    "ModelInfo": "api",
+    "PushResult": "_results",
+    "PullResult": "_results",
+    "CopyResult": "_results",
+    "ModelInfo": "_results",
     "promote": "lifecycle",
     "approve": "lifecycle",
     "rollback": "lifecycle",
@@ -54,10 +55,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from ._results import CopyResult, ModelInfo, PullResult, PushResult
     from .api import (
-        ModelInfo,
-        PullResult,
-        PushResult,
         copy,
         diff,
         inspect,
@@ -116,6 +115,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CopyResult",
     "GcReport",
     "History",
     "HistoryEntry",

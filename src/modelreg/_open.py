@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
 from .reference import Reference, parse_reference
-from .store import Stores
+from .store import Stores, opened
 from .store.base import Repository
 from .versions import DEFAULT_STAGES, is_internal_tag, parse_version_tag, resolve_reference_tag
 
@@ -80,6 +80,18 @@ def is_stage(
         return True
     # record 1 may be gone while later records remain: those still make it a stage
     return bool(chain_sequences(repository.list_tags(), tag))
+
+
+def names_stage(reference: str | Reference, *, stores: Stores | None = None) -> bool:
+    """Whether ``reference`` is a stage (``fraud:production``) rather than a version.
+
+    Raises: InvalidInput (a malformed reference).
+    """
+    ref = reference if isinstance(reference, Reference) else parse_reference(reference)
+    if not ref.tag or ref.digest:
+        return False
+    with opened(stores) as stores:
+        return is_stage(stores.repository(ref), ref.tag)
 
 
 def default_trust(stores: Stores) -> TrustPolicy | None:

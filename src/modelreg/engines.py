@@ -38,7 +38,7 @@ from .oci import (
 )
 from .packing import _END_OF_ARCHIVE, _header, _padded
 from .reference import Reference, is_registry_host, parse_reference, validate_tag
-from .store import Stores
+from .store import Stores, opened
 from .store.base import Repository
 from .transfer import Progress, TransferEvent, fetch_model_manifest, read_small_blob
 from .versions import find_version
@@ -199,32 +199,32 @@ def docker_load(
     exactly that manifest's image (image ID = config digest, labels = lineage).
     ``tag`` (``name[:tag]``) adds a local name in the engine.
     """
-    stores = stores or Stores()
-    ref = reference if isinstance(reference, Reference) else parse_reference(reference)
-    extra_tags = (_docker_tag(tag),) if tag else ()
-    repo, identifier = open_reference(stores, ref)
-    descriptor, data, manifest = fetch_model_manifest(repo, identifier)
-    pinned = f"{repo.name}@{descriptor.digest}"
-    client = docker_client(docker_host)
-    try:
-        if ref.is_local:
-            tags = extra_tags or (_default_local_tag(repo, ref, descriptor.digest),)
-            image_id = _load(client, repo, data, manifest, tags, progress)
-            docker_reference = tags[0]
-        else:
-            tags = (*((f"{repo.name}:{ref.tag}",) if ref.tag else ()), *extra_tags)
-            image_id = _pull(client, repo.name, descriptor.digest, tags)
-            docker_reference = pinned
-    finally:
-        client.close()
-    return DockerLoadResult(
-        reference=pinned,
-        digest=descriptor.digest,
-        image_id=image_id,
-        method="load" if ref.is_local else "pull",
-        docker_reference=docker_reference,
-        tags=tuple(tags),
-    )
+    with opened(stores) as stores:
+        ref = reference if isinstance(reference, Reference) else parse_reference(reference)
+        extra_tags = (_docker_tag(tag),) if tag else ()
+        repo, identifier = open_reference(stores, ref)
+        descriptor, data, manifest = fetch_model_manifest(repo, identifier)
+        pinned = f"{repo.name}@{descriptor.digest}"
+        client = docker_client(docker_host)
+        try:
+            if ref.is_local:
+                tags = extra_tags or (_default_local_tag(repo, ref, descriptor.digest),)
+                image_id = _load(client, repo, data, manifest, tags, progress)
+                docker_reference = tags[0]
+            else:
+                tags = (*((f"{repo.name}:{ref.tag}",) if ref.tag else ()), *extra_tags)
+                image_id = _pull(client, repo.name, descriptor.digest, tags)
+                docker_reference = pinned
+        finally:
+            client.close()
+        return DockerLoadResult(
+            reference=pinned,
+            digest=descriptor.digest,
+            image_id=image_id,
+            method="load" if ref.is_local else "pull",
+            docker_reference=docker_reference,
+            tags=tuple(tags),
+        )
 
 
 def _docker_tag(value: str) -> str:

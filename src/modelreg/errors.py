@@ -13,10 +13,26 @@ class ModelregError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        status: int | None = None,
+        codes: tuple[str, ...] = (),
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # what a registry answered, for callers that branch on it (never part of the message):
+        # the HTTP status, the registry's error codes (DENIED, TOOMANYREQUESTS, …), and the
+        # request's method and URL (without credentials or query string)
+        self.status = status
+        self.codes = codes
+        self.method = method
+        self.url = url
 
     def __str__(self) -> str:
         if self.hint:

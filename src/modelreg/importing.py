@@ -22,7 +22,7 @@ from .errors import IntegrityError, InvalidInput, NotFound
 from .formats import modelpack
 from .oci import Manifest
 from .reference import Reference
-from .store import Stores
+from .store import Stores, opened
 from .transfer import Progress, fetch_model_manifest, unpack_model
 
 ANNOTATION_SOURCE = "modelreg.import.source"
@@ -49,41 +49,48 @@ def import_oci(
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import a ModelPack or KitOps ModelKit from any store as a version at ``destination``."""
-    stores = stores or Stores()
-    src_repo, identifier = _open.open_reference(stores, source)
-    descriptor, _, manifest = fetch_model_manifest(src_repo, identifier)
-    where = f"{src_repo.name}@{descriptor.digest}"
-    form = formats.form_of(manifest)
-    if form == formats.IMAGE:
-        raise InvalidInput(
-            f"{where} is a modelreg image already, not a ModelPack or ModelKit",
-            "copy it instead: modelreg copy SOURCE DEST",
+    with opened(stores) as stores:
+        src_repo, identifier = _open.open_reference(stores, source)
+        descriptor, _, manifest = fetch_model_manifest(src_repo, identifier)
+        where = f"{src_repo.name}@{descriptor.digest}"
+        form = formats.form_of(manifest)
+        if form == formats.IMAGE:
+            raise InvalidInput(
+                f"{where} is a modelreg image already, not a ModelPack or ModelKit",
+                "copy it instead: modelreg copy SOURCE DEST",
+            )
+        image = _own_image(src_repo, manifest)
+        if image is not None:
+            copied = api.copy(f"{src_repo.name}@{image}", destination, stores=stores)
+            found = api.inspect(copied.reference, stores=stores)
+            return ImportResult(
+                where, form, copied.repository, copied.digest, found.version, existed=False
+            )
+        lineage = formats.read_lineage(src_repo, manifest)
+        assert lineage is not None
+        lineage = dataclasses.replace(
+            lineage, annotations={**lineage.annotations, ANNOTATION_SOURCE: where}
         )
-    image = _own_image(src_repo, manifest)
-    if image is not None:
-        name, digest = api.copy(f"{src_repo.name}@{image}", destination, stores=stores)
-        found = api.inspect(f"{name}@{digest}", stores=stores)
-        return ImportResult(where, form, name, digest, found.version, existed=False)
-    lineage = formats.read_lineage(src_repo, manifest)
-    assert lineage is not None
-    lineage = dataclasses.replace(
-        lineage, annotations={**lineage.annotations, ANNOTATION_SOURCE: where}
-    )
-    staging_root = stores.home / "tmp"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="import-", dir=staging_root))
-    try:
-        files = unpack_model(src_repo, manifest, staging, progress)
-        if not files:
-            raise IntegrityError(f"{where} holds no files", "nothing to import")
-        pushed = api.push(
-            staging, destination, lineage=lineage, capture=False, stores=stores, progress=progress
+        staging_root = stores.home / "tmp"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="import-", dir=staging_root))
+        try:
+            files = unpack_model(src_repo, manifest, staging, progress)
+            if not files:
+                raise IntegrityError(f"{where} holds no files", "nothing to import")
+            pushed = api.push(
+                staging,
+                destination,
+                lineage=lineage,
+                capture=False,
+                stores=stores,
+                progress=progress,
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ImportResult(
+            where, form, pushed.repository, pushed.digest, pushed.version, pushed.existed
         )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ImportResult(
-        where, form, pushed.repository, pushed.digest, pushed.version, pushed.existed
-    )
 
 
 def _own_image(repository: Any, manifest: Manifest) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .anchors import model_of_anchor as _model_of_new_anchor
@@ -21,12 +20,10 @@ from .errors import NotFound
 from .oci import Descriptor
 from .promotion import parse_record_tag
 from .store.base import Repository
-from .store.layout import LayoutRepository
 from .versions import is_internal_tag, parse_version_tag, stage_names
 
 _VERSION_RECORD = re.compile(r"sha256-([a-f0-9]{64})\.version")
 _PENDING = re.compile(r"(promotion\.[a-z][a-z0-9_-]{0,29}\.[0-9]{8,18})\.pending")
-_WORKERS = 16
 
 
 def read_tags(repository: Repository, *, missing_ok: bool = False) -> dict[str, Descriptor]:
@@ -36,19 +33,12 @@ def read_tags(repository: Repository, *, missing_ok: bool = False) -> dict[str, 
     a repository that does not exist reads as empty (a mirror's fresh destination).
     """
     try:
-        if isinstance(repository, LayoutRepository):
-            if missing_ok and not repository.exists():
-                return {}
-            repository.list_tags()  # raises NotFound for a missing repository
-            return repository.tag_map()
         tags = repository.list_tags()
     except NotFound:
         if missing_ok:
             return {}
         raise
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        resolved = list(pool.map(repository.resolve, tags))
-    return {tag: found for tag, found in zip(tags, resolved, strict=True) if found is not None}
+    return repository.tag_map(tags)
 
 
 def parse_pending_tag(tag: str) -> tuple[str, int] | None:

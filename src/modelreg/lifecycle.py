@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidInput
 from .reference import Reference, parse_reference
 from .store import Stores
+from .store import opened as _opened
 
 if TYPE_CHECKING:  # the trust stack (cryptography) loads with the first call that signs
     from .mirror import MirrorResult
@@ -131,19 +131,6 @@ class History:
 
 
 # ----- arguments ---------------------------------------------------------------------------
-
-
-@contextmanager
-def _opened(stores: Stores | None) -> Iterator[Stores]:
-    """The caller's stores, or our own for this one call (closed after it)."""
-    if stores is not None:
-        yield stores
-        return
-    own = Stores()
-    try:
-        yield own
-    finally:
-        own.close()
 
 
 def _reference(value: str | Reference) -> Reference:

@@ -57,7 +57,6 @@ from .oci import (
 )
 from .reference import validate_tag
 from .store.base import Repository, parse_claim_tag, read_listed
-from .store.layout import LayoutRepository
 from .store.referrers import attach_referrer, fetch_referrer, list_referrers
 from .timeutil import format_time, now_utc
 
@@ -354,16 +353,9 @@ def _parse_record(record: Manifest, tag: str) -> tuple[int, str]:
 
 def _version_targets(repository: Repository) -> dict[int, str]:
     """Version number → digest, for every version tag."""
-    tags = repository.list_tags()
-    if isinstance(repository, LayoutRepository):
-        mapping = repository.tag_map()
-        return {n: mapping[t].digest for t in tags if (n := parse_version_tag(t)) is not None}
-    numbers = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
-    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
-
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        resolved = dict(zip(numbers, pool.map(repository.resolve, numbers.values()), strict=True))
-    return {n: d.digest for n, d in resolved.items() if d is not None}
+    numbers = {n: t for t in repository.list_tags() if (n := parse_version_tag(t)) is not None}
+    mapping = repository.tag_map(numbers.values())
+    return {n: mapping[t].digest for n, t in numbers.items() if t in mapping}
 
 
 def unversioned(repository: Repository, listed: Iterable[VersionInfo]) -> list[str]:
@@ -436,17 +428,6 @@ def list_versions(
     version_tags = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
     stages = stage_names(tags)
     named = [t for t in tags if parse_version_tag(t) is None and not is_internal_tag(t)]
-    if isinstance(repository, LayoutRepository):
-        mapping = repository.tag_map()
-
-        def digest_of_tag(tag: str) -> str | None:
-            return mapping[tag].digest if tag in mapping else None
-    else:
-
-        def digest_of_tag(tag: str) -> str | None:
-            found = repository.resolve(tag)
-            return found.digest if found else None
-
     # a version's push time is also in the name of the claim tag that won it: one
     # request per version (its manifest) instead of two (manifest and version record)
     stamped: dict[tuple[str, int], str] = {}
@@ -466,12 +447,11 @@ def list_versions(
     from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
 
     with ThreadPoolExecutor(_WORKERS) as pool:
-        named_digests = dict(zip(named, pool.map(digest_of_tag, named), strict=True))
+        named_found = pool.submit(repository.tag_map, named)
         loaded = list(pool.map(load, sorted(version_tags)))
     by_digest: dict[str, list[str]] = {}
-    for tag, digest in named_digests.items():
-        if digest:
-            by_digest.setdefault(digest, []).append(tag)
+    for tag, found in named_found.result().items():
+        by_digest.setdefault(found.digest, []).append(tag)
     versions = []
     for number, descriptor, manifest, created in loaded:
         others = sorted(by_digest.get(descriptor.digest, []))

@@ -22,6 +22,7 @@ from modelreg.store import Stores
 ROOT = Path(__file__).resolve().parents[2]
 
 PINNED_EXPORTS = [
+    "CopyResult",
     "GcReport",
     "History",
     "HistoryEntry",

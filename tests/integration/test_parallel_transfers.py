@@ -17,6 +17,7 @@ from helpers.models import unique_repo
 
 from modelreg import api
 from modelreg.errors import InvalidInput, RegistryError, RegistryUnavailable
+from modelreg.oci import layer_title
 from modelreg.parallel import TOTAL
 from modelreg.store import RegistryOptions, Stores
 from modelreg.transfer import TransferEvent
@@ -149,11 +150,7 @@ def test_a_download_failing_while_others_run_leaves_nothing_and_names_the_layer(
     pushed = api.push(shards, f"{registry.host}/{unique_repo()}", capture=False)
     shard = "model-00002-of-00006.safetensors"
     manifest = api.inspect(pushed.reference).manifest
-    broken = next(
-        layer
-        for layer in manifest.layers
-        if layer.annotations.get("org.opencontainers.image.title") == shard
-    )
+    broken = next(layer for layer in manifest.layers if layer_title(layer) == shard)
 
     def cut_always(method: str, path: str, count: int) -> Fault | None:
         if method == "GET" and path.endswith(broken.digest):

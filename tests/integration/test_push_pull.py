@@ -223,10 +223,19 @@ def test_copy_local_to_registry_to_local_keeps_the_digest(
     local = unique_repo("fraud")
     pushed = api.push(model_dir, local, stores=stores)
     remote = f"{registry.host}/{unique_repo()}"
-    name, digest = api.copy(pushed.reference, remote, stores=stores)
-    assert (name, digest) == (remote, pushed.digest)
+    copied = api.copy(pushed.reference, remote, stores=stores)
+    assert (copied.repository, copied.digest) == (remote, pushed.digest)
+    assert copied.reference == f"{remote}@{pushed.digest}"
+    assert copied.version == 1
+    assert copied.to_dict() == {
+        "repository": remote,
+        "digest": pushed.digest,
+        "reference": copied.reference,
+        "version": 1,
+    }
+    digest = copied.digest
     other_home = Stores(home=tmp_path / "airgap")
-    _, back = api.copy(f"{remote}@{digest}", "fraud-airgapped", stores=other_home)
+    back = api.copy(f"{remote}@{digest}", "fraud-airgapped", stores=other_home).digest
     assert back == pushed.digest
     api.pull(f"fraud-airgapped@{digest}", tmp_path / "out", stores=other_home)
     assert files_of(tmp_path / "out") == files_of(model_dir)

@@ -438,7 +438,8 @@ def test_copy_refuses_a_bad_alias_before_copying(
         with pytest.raises(InvalidInput):
             api.copy(pushed.reference, f"{destination}:{alias}", stores=stores)
     assert not (home / "oci" / destination).exists()
-    name, digest = api.copy(pushed.reference, f"{destination}:imported", stores=stores)
+    copied = api.copy(pushed.reference, f"{destination}:imported", stores=stores)
+    name, digest = copied.repository, copied.digest
     rows = api.versions(name, stores=stores)
     assert [(r.version, r.digest, r.aliases) for r in rows] == [(1, digest, ("imported",))]
 

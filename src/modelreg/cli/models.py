@@ -279,19 +279,18 @@ def copy(
             say(f"  skipped {skipped}")
         return
     with transfer_progress(not as_json) as progress:
-        name, digest = api.copy(
+        copied = api.copy(
             source,
             destination,
             stores=settings.stores(),
             progress=progress,
             concurrency=concurrency,
         )
-    number = api.version_number(name, digest, stores=settings.stores())
     if as_json:
-        reference = f"{name}@{digest}"
-        emit_json({"repository": name, "digest": digest, "reference": reference, "version": number})
+        emit_json(copied.to_dict())
         return
-    say(f"copied {source} to {name}@{digest}" + (f" (v{number})" if number else ""))
+    version = f" (v{copied.version})" if copied.version else ""
+    say(f"copied {source} to {copied.reference}{version}")
 
 
 @app.command()

@@ -114,7 +114,7 @@ def read_lineage(repository: Repository, manifest: Manifest) -> Lineage | None:
     if form == IMAGE:
         return None
     if form == MODELPACK and manifest.subject is not None:
-        from ..api import read_lineage as image_lineage
+        from .._model_reading import read_lineage as image_lineage
         from ..errors import NotFound
 
         try:

@@ -25,7 +25,7 @@ from .. import api
 from ..errors import InvalidInput, NotFound
 from ..lineage import CodeInfo, DataRef, Lineage
 from ..reference import Reference, parse_reference
-from ..store import Stores
+from ..store import Stores, opened
 from ..transfer import Progress, TransferEvent
 from ..versions import list_versions
 from .mlflow_client import MAX_BYTES, MlflowClient, MlflowSource, parse_source
@@ -123,14 +123,11 @@ def import_mlflow(
             "--stages-as-promotions signs promotion records and needs a key",
             "add --key KEY (from 'modelreg key generate')",
         )
-    own_stores = stores is None
-    stores = stores or Stores()
-    try:
-        with MlflowClient(mlflow.base_url, timeout=timeout, environ=environ) as client:
-            return _import(client, mlflow, target, stages_as_promotions, key, stores, progress)
-    finally:
-        if own_stores:
-            stores.close()
+    with (
+        opened(stores) as stores,
+        MlflowClient(mlflow.base_url, timeout=timeout, environ=environ) as client,
+    ):
+        return _import(client, mlflow, target, stages_as_promotions, key, stores, progress)
 
 
 def _import(

@@ -9,8 +9,7 @@ from ..errors import IntegrityError, ModelregError, NotFound
 from ..inventory import Inventory, read_tags
 from ..oci import manifest_references
 from ..promotion import read_record
-from ..store.base import Repository
-from ..store.layout import LayoutRepository
+from ..store.base import LocalMaintenance, Repository
 from .planning import Deletion, Plan, freed_blobs
 from .snapshot import Snapshot
 
@@ -44,7 +43,7 @@ def execute(repository: Repository, planned: Plan, snapshot: Snapshot) -> Execut
     _unlist_deleted_records(repository, deleted)
     freed = freed_blobs(snapshot, deleted)
     reclaimed = 0
-    if isinstance(repository, LayoutRepository):
+    if isinstance(repository, LocalMaintenance):
         done = {d.digest for d in deleted}
         reclaimed = sum(
             size

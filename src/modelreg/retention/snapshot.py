@@ -14,8 +14,7 @@ from ..oci import Manifest, manifest_references
 from ..policy import TrustPolicy
 from ..promotion import read_record
 from ..stages import verify_stage
-from ..store.base import Repository
-from ..store.layout import LayoutRepository
+from ..store.base import LocalMaintenance, Repository
 from ..timeutil import now_utc
 from ..trust_state import TrustState
 
@@ -71,8 +70,8 @@ def read_snapshot(
     taken = now_utc()
     inventory = Inventory.of(read_tags(repository))
     digests = {found.digest for found in inventory.tags.values()}
-    local = isinstance(repository, LayoutRepository)
-    if isinstance(repository, LayoutRepository):
+    local = isinstance(repository, LocalMaintenance)
+    if isinstance(repository, LocalMaintenance):
         digests.update(repository.manifest_digests())
     with ThreadPoolExecutor(_WORKERS) as pool:
         facts = list(pool.map(lambda d: _manifest_facts(repository, d), sorted(digests)))
@@ -94,7 +93,7 @@ def read_snapshot(
             committed = [r for r in records if r.stage == stage and not r.pending]
             heads[stage] = max(committed, key=lambda r: r.sequence).model
     orphans: dict[str, int] = {}
-    if isinstance(repository, LayoutRepository):
+    if isinstance(repository, LocalMaintenance):
         referenced = repository.referenced_blobs()
         cutoff = (taken - ORPHAN_GRACE).timestamp()
         orphans = {

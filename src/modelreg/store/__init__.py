@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 from ..reference import Reference
 from . import credentials
 from .base import Repository, Store
 from .layout import LayoutRepository, LayoutStore, layout_directory
+from .options import RegistryOptions
 from .remote import RemoteRepository
-from .transport import RegistryOptions, Transport
+from .transport import Transport
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -24,7 +27,8 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
 class Stores:
     """Opens repositories for references, reusing one connection pool per registry host.
 
-    Configuration is read when a ``Stores`` is made, never at import time.
+    Configuration is read when a ``Stores`` is made, never at import time. Use it as
+    a context manager (``with Stores() as stores:``) or call :meth:`close`.
     """
 
     def __init__(
@@ -63,6 +67,27 @@ class Stores:
         for transport in self._transports.values():
             transport.close()
 
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextmanager
+def opened(stores: Stores | None) -> Iterator[Stores]:
+    """The caller's stores (left open), or our own for this one call (closed after it)."""
+    if stores is not None:
+        yield stores
+        return
+    with Stores() as own:
+        yield own
+
 
 __all__ = [
     "LayoutRepository",
@@ -73,4 +98,5 @@ __all__ = [
     "Store",
     "Stores",
     "default_home",
+    "opened",
 ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from ..digest import CHUNK, Readable, VerifyingReader
 from ..errors import IntegrityError, NotFound
@@ -108,9 +108,54 @@ class Repository(Protocol):
 
     def list_tags(self) -> list[str]: ...
 
+    def tag_map(self, tags: Collection[str] | None = None) -> dict[str, Descriptor]:
+        """Each of ``tags`` (every tag when None) that exists, and what it points at now.
+
+        A store without a bulk read answers with ``resolve_tags``.
+        """
+        ...
+
     def delete_manifest(self, digest: str) -> None:
         """Delete a manifest and with it every tag that points at it."""
         ...
+
+
+@runtime_checkable
+class LocalMaintenance(Protocol):
+    """What a store on this machine can do beyond ``Repository``: see and sweep its files.
+
+    Optional: check with ``isinstance(repository, LocalMaintenance)``. A registry
+    collects its own garbage, so it has none of this.
+    """
+
+    def manifest_digests(self) -> list[str]:
+        """Every manifest stored, tagged or not."""
+        ...
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob a stored manifest names."""
+        ...
+
+    def blob_sizes(self) -> dict[str, tuple[int, float]]:
+        """Every blob stored: its size and modification time."""
+        ...
+
+    def sweep_blobs(self, candidates: Iterable[str]) -> int:
+        """Delete those of ``candidates`` no manifest names; returns the bytes freed."""
+        ...
+
+
+_TAG_WORKERS = 16
+
+
+def resolve_tags(repository: Repository, tags: Iterable[str]) -> dict[str, Descriptor]:
+    """``tag_map`` one request per tag (in parallel); a tag removed meanwhile is left out."""
+    wanted = list(tags)
+    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
+
+    with ThreadPoolExecutor(_TAG_WORKERS) as pool:
+        resolved = list(pool.map(repository.resolve, wanted))
+    return {tag: found for tag, found in zip(wanted, resolved, strict=True) if found is not None}
 
 
 _CLAIM = re.compile(r"sha256-([a-f0-9]{64})\.claim-(.+?)(?:\.(\d{8}T\d{6}Z))?")

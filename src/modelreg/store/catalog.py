@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 from ..errors import AuthError, IntegrityError, RegistryError
-from .remote import _next_link, _registry_errors
+from .registry_errors import registry_errors as _registry_errors
 from .transport import Transport, read_body
+from .urls import next_link as _next_link
 
 CATALOG_PAGE = 1000
 MAX_CATALOG_PAGES = 1000

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -248,13 +248,15 @@ class LayoutRepository:
             }
         )
 
-    def tag_map(self) -> dict[str, Descriptor]:
-        """Every tag and what it points at, from one read of index.json."""
-        return {
+    def tag_map(self, tags: Collection[str] | None = None) -> dict[str, Descriptor]:
+        """Every tag (or those of ``tags``) and what it points at, from one read of index.json."""
+        wanted = None if tags is None else set(tags)
+        found = {
             entry.annotations[ANNOTATION_REF_NAME]: _strip_ref_name(entry)
             for entry in self._read_index()
             if ANNOTATION_REF_NAME in entry.annotations
         }
+        return found if wanted is None else {t: d for t, d in found.items() if t in wanted}
 
     def delete_manifest(self, digest: str) -> None:
         with self._locked():

@@ -12,14 +12,12 @@ what to do.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
 import json
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import requests
@@ -27,12 +25,9 @@ if TYPE_CHECKING:
 from ..digest import Readable, is_digest, sha256_digest, verify_bytes
 from ..errors import (
     AuthError,
-    ConflictError,
     IntegrityError,
     ModelregError,
-    NotFound,
     RegistryError,
-    RegistryUnavailable,
 )
 from ..oci import (
     EMPTY_JSON_BYTES,
@@ -43,9 +38,13 @@ from ..oci import (
     Descriptor,
     media_type_of,
 )
-from .base import BytesCallback, claim_marker, claim_tag_name, parse_claim_tag
+from .base import BytesCallback, claim_marker, claim_tag_name, parse_claim_tag, resolve_tags
+from .blob_io import HashingBody, ResponseBody, ResumingBlob
+from .quick import QuickResponse
+from .registry_errors import error_for
 from .tag_page import parse_tag_page
-from .transport import QuickResponse, Transport
+from .transport import Transport
+from .urls import next_link, with_query
 
 _T = TypeVar("_T")
 _ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -99,7 +98,7 @@ class RemoteRepository:
 
     @contextlib.contextmanager
     def open_blob(self, descriptor: Descriptor) -> Iterator[Readable]:
-        blob = _ResumingBlob(self, descriptor.digest)
+        blob = ResumingBlob(self, descriptor.digest)
         try:
             yield blob
         finally:
@@ -108,7 +107,7 @@ class RemoteRepository:
     @contextlib.contextmanager
     def open_blob_from(self, descriptor: Descriptor, offset: int) -> Iterator[Readable]:
         """The blob's bytes from ``offset`` on (the caller kept the ones before)."""
-        blob = _ResumingBlob(self, descriptor.digest, offset)
+        blob = ResumingBlob(self, descriptor.digest, offset)
         try:
             yield blob
         finally:
@@ -153,22 +152,11 @@ class RemoteRepository:
         on_bytes: BytesCallback | None = None,
     ) -> str:
         if size <= _SMALL_BLOB and not isinstance(chunks, Iterator):
-            data = b"".join(chunks)
-            if len(data) != size:
-                raise IntegrityError(f"blob stream gave {len(data)} bytes, expected {size}")
-            digest = sha256_digest(data)
-            if expected_digest and digest != expected_digest:
-                raise IntegrityError(
-                    f"blob content digest {digest} does not match the expected {expected_digest}"
-                )
-            self._put_whole(data, digest)
-            if on_bytes:
-                on_bytes(size)
-            return digest
+            return self._push_whole_blob(b"".join(chunks), size, expected_digest, on_bytes)
         attempts = 1 + (self.transport.options.retries if not isinstance(chunks, Iterator) else 0)
         for attempt in range(1, attempts + 1):
             location = self._start_upload()
-            body = _HashingBody(chunks, size, on_bytes)
+            body = HashingBody(chunks, size, on_bytes)
             try:
                 response = self.transport.request(
                     "PATCH",
@@ -205,6 +193,21 @@ class RemoteRepository:
             return digest
         raise AssertionError("unreachable")
 
+    def _push_whole_blob(
+        self, data: bytes, size: int, expected_digest: str | None, on_bytes: BytesCallback | None
+    ) -> str:
+        if len(data) != size:
+            raise IntegrityError(f"blob stream gave {len(data)} bytes, expected {size}")
+        digest = sha256_digest(data)
+        if expected_digest and digest != expected_digest:
+            raise IntegrityError(
+                f"blob content digest {digest} does not match the expected {expected_digest}"
+            )
+        self._put_whole(data, digest)
+        if on_bytes:
+            on_bytes(size)
+        return digest
+
     def push_small_blob(self, data: bytes) -> str:
         """Upload a small blob in a single PUT (config, records), skipping it if present."""
         digest = sha256_digest(data)
@@ -218,7 +221,7 @@ class RemoteRepository:
         location = self._start_upload()
         response = self.transport.quick(
             "PUT",
-            _with_query(location, digest=digest),
+            with_query(location, digest=digest),
             scope=self._push,
             headers={"Content-Type": "application/octet-stream"},
             data=data,
@@ -262,7 +265,7 @@ class RemoteRepository:
     def _finish_upload(self, location: str, digest: str) -> None:
         response = self.transport.request(
             "PUT",
-            _with_query(self._absolute(location), digest=digest),
+            with_query(self._absolute(location), digest=digest),
             scope=self._push,
             headers={"Content-Length": "0"},
             bulk=True,
@@ -361,7 +364,7 @@ class RemoteRepository:
         """``GET /v2/<name>/referrers/<digest>``; None when the registry has no such API."""
         path: str | None = self._path(f"referrers/{subject_digest}")
         if artifact_type:
-            path = _with_query(path or "", artifactType=artifact_type)
+            path = with_query(path or "", artifactType=artifact_type)
         found: list[Descriptor] = []
         pages = 0
         while path and pages < MAX_TAG_PAGES:
@@ -375,7 +378,7 @@ class RemoteRepository:
                 if response.status_code != 200:
                     raise self._error(response, f"listing referrers of {subject_digest}")
                 data = self._read_body(response, MAX_MANIFEST_BYTES, "referrers list")
-                path = _next_link(response)
+                path = next_link(response)
             try:
                 manifests = json.loads(data).get("manifests")
             except (ValueError, AttributeError):
@@ -480,8 +483,11 @@ class RemoteRepository:
                 data = self._read_body(response, MAX_TAG_PAGE_BYTES, f"{self.name}: tag list")
                 what, room = f"{self.name}: tag list", MAX_TAGS - len(tags)
                 tags.extend(parse_tag_page(data, what, room, MAX_TAGS))
-                path = _next_link(response)
+                path = next_link(response)
         return sorted(set(tags))
+
+    def tag_map(self, tags: Collection[str] | None = None) -> dict[str, Descriptor]:
+        return resolve_tags(self, self.list_tags() if tags is None else tags)
 
     def _read_body(
         self,
@@ -497,7 +503,7 @@ class RemoteRepository:
         if isinstance(response, QuickResponse):
             data = response.content[: limit + 1]
         else:
-            data = _Body(response, self.transport.host, what, decode=True).read(limit + 1)
+            data = ResponseBody(response, self.transport.host, what, decode=True).read(limit + 1)
         if len(data) > limit:
             raise IntegrityError(f"{what} is over the {limit} byte limit", hint)
         return data
@@ -521,237 +527,4 @@ class RemoteRepository:
     # ----- errors -------------------------------------------------------------
 
     def _error(self, response: requests.Response | QuickResponse, doing: str) -> Exception:
-        codes, message = _registry_errors(response)
-        message = self.transport.redact(message)  # a registry may echo what we sent
-        status = response.status_code
-        where = self.name
-        if status == 404 or "NAME_UNKNOWN" in codes or "MANIFEST_UNKNOWN" in codes:
-            if "NAME_UNKNOWN" in codes:
-                return NotFound(
-                    f"repository {where} does not exist",
-                    "check the name, or push a model there first",
-                )
-            if "BLOB_UNKNOWN" in codes or "/blobs/" in (response.request.url or ""):
-                return NotFound(f"{where}: {doing}: blob not found on the registry")
-            return NotFound(
-                f"{where}: {doing}: not found",
-                f"list what exists with 'modelreg versions {where}'",
-            )
-        if status == 405 or "UNSUPPORTED" in codes:
-            if response.request.method == "DELETE":
-                return RegistryError(
-                    f"registry {self.transport.host} does not allow deletes",
-                    "enable deletes (registry:2: storage.delete.enabled: true)",
-                )
-            return RegistryError(f"{where}: {doing}: the registry does not support this")
-        if "DIGEST_INVALID" in codes:
-            return IntegrityError(f"{where}: {doing}: the registry says the digest does not match")
-        if status == 413 or "SIZE_INVALID" in codes:
-            return RegistryError(f"{where}: {doing}: the registry refused the size ({message})")
-        if (
-            "TAG_INVALID" in codes
-            or "MANIFEST_INVALID" in codes
-            or "MANIFEST_BLOB_UNKNOWN" in codes
-        ):
-            return RegistryError(f"{where}: {doing}: the registry refused the manifest ({message})")
-        if status == 409:
-            return ConflictError(f"{where}: {doing}: conflict ({message})")
-        detail = f": {message}" if message else ""
-        return RegistryError(f"{where}: {doing}: HTTP {status}{detail}")
-
-
-class _Body:
-    """A response body whose transport failures are modelreg errors, not tracebacks.
-
-    Raw blob bytes are read straight from ``http.client`` (``readinto`` fills the
-    caller's buffer from the socket, with none of urllib3's intermediate copies);
-    ``decode`` bodies go through urllib3, which undoes a content encoding. A
-    connection that breaks or stalls mid-body, or ends before its Content-Length, is
-    :class:`RegistryUnavailable` (try again); a body that cannot be decoded is
-    :class:`IntegrityError`.
-    """
-
-    def __init__(
-        self, response: requests.Response, host: str, what: str, *, decode: bool = False
-    ) -> None:
-        self._raw = response.raw
-        fp = getattr(response.raw, "_fp", None)
-        self._fp = fp if isinstance(fp, http.client.HTTPResponse) and not decode else None
-        self._host = host
-        self._what = what
-        self._decode = decode
-        declared = response.headers.get("Content-Length")
-        self._remaining = int(declared) if declared and declared.isdigit() else None
-
-    def read(self, size: int = -1, /) -> bytes:
-        amount = None if size < 0 else size
-        with self._guard():
-            if self._fp is not None:
-                data = self._fp.read(amount)
-            else:
-                data = self._raw.read(amount, decode_content=self._decode)
-        self._account(len(data), wanted=size != 0)
-        return data
-
-    def readinto(self, buffer: memoryview | bytearray, /) -> int:
-        if self._fp is None:
-            data = self.read(len(buffer))
-            buffer[: len(data)] = data
-            return len(data)
-        with self._guard():
-            count = self._fp.readinto(buffer)
-        self._account(count, wanted=len(buffer) != 0)
-        return count
-
-    def _account(self, count: int, *, wanted: bool) -> None:
-        """An early end of a body with a known length is a broken connection, not EOF."""
-        if self._remaining is None or self._decode:
-            return
-        if count == 0 and wanted and self._remaining > 0:
-            raise self._broken("connection broke")
-        self._remaining -= count
-
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        import urllib3  # loaded already: this body came through requests
-
-        try:
-            yield
-        except urllib3.exceptions.DecodeError:
-            raise IntegrityError(
-                f"{self._what}: registry {self._host} sent a body that cannot be decoded"
-            ) from None
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-            reason = "read timed out" if "timed out" in str(exc).lower() else "connection broke"
-            raise self._broken(reason) from None
-
-    def _broken(self, reason: str) -> RegistryUnavailable:
-        return RegistryUnavailable(
-            f"{self._what}: the connection to registry {self._host} broke mid-transfer ({reason})",
-            "nothing unverified was trusted; try again (a pull resumes where it broke)",
-        )
-
-
-class _ResumingBlob:
-    """A blob download that picks up where a broken connection left it.
-
-    The distribution spec lets registries serve blobs by range, and registry:2 and
-    the cloud registries do; so a body that breaks mid-transfer is asked again with
-    ``Range: bytes=<received>-`` (up to ``retries`` times, with backoff) and the bytes
-    already handed out are not fetched again. The caller's digest check over the
-    whole stream still decides whether the result is trusted. A registry that ignores
-    the range and sends the whole blob is read from its start, skipping what we had.
-    """
-
-    def __init__(self, repository: RemoteRepository, digest: str, offset: int = 0) -> None:
-        self._repository = repository
-        self._digest = digest
-        self._offset = offset
-        self._resumes = 0
-        self._response: requests.Response | None = None
-        self._body = self._open()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._resuming(lambda body: body.read(size))
-        self._offset += len(data)
-        return data
-
-    def readinto(self, buffer: memoryview | bytearray, /) -> int:
-        count = self._resuming(lambda body: body.readinto(buffer))
-        self._offset += count
-        return count
-
-    def _resuming(self, read: Callable[[_Body], _T]) -> _T:
-        while True:
-            try:
-                return read(self._body)
-            except RegistryUnavailable as broken:
-                self._resume(broken)
-
-    def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
-            self._response = None
-
-    def _open(self) -> _Body:
-        response, skip = self._repository._get_blob(self._digest, self._offset)
-        self._response = response
-        body = _Body(response, self._repository.transport.host, f"blob {self._digest}")
-        while skip:
-            skipped = len(body.read(min(skip, 1 << 20)))
-            if not skipped:
-                raise body._broken("the registry sent less than it had sent before")
-            skip -= skipped
-        return body
-
-    def _resume(self, broken: RegistryUnavailable) -> None:
-        retries = self._repository.transport.options.retries
-        while True:
-            self.close()
-            if self._resumes >= retries:
-                raise broken
-            self._resumes += 1
-            self._repository.transport.pause_before_retry(self._resumes)
-            try:
-                self._body = self._open()
-                return
-            except RegistryUnavailable as again:
-                broken = again
-
-
-class _HashingBody:
-    """A request body of known length that hashes its chunks as they are sent."""
-
-    def __init__(self, chunks: Iterable[bytes], size: int, on_bytes: BytesCallback | None) -> None:
-        self._chunks = chunks
-        self._size = size
-        self._on_bytes = on_bytes
-        self._hash = hashlib.sha256()
-        self.sent = 0
-        self.restartable = True
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.restartable = not isinstance(self._chunks, Iterator)
-        for chunk in self._chunks:
-            self._hash.update(chunk)
-            self.sent += len(chunk)
-            if self.sent > self._size:
-                raise IntegrityError(f"blob stream is longer than the declared {self._size} bytes")
-            if self._on_bytes:
-                self._on_bytes(len(chunk))
-            yield chunk
-
-    def digest(self) -> str:
-        return f"sha256:{self._hash.hexdigest()}"
-
-
-def _with_query(url: str, **params: str) -> str:
-    separator = "&" if urllib.parse.urlsplit(url).query else "?"
-    return url + separator + urllib.parse.urlencode(params)
-
-
-def _next_link(response: requests.Response | QuickResponse) -> str | None:
-    """The next page of a paginated list (``Link: <…>; rel="next"``), on the same registry."""
-    link = response.links.get("next", {}).get("url")
-    if not link:
-        return None
-    here = urllib.parse.urlsplit(response.url)
-    there = urllib.parse.urlsplit(urllib.parse.urljoin(response.url, link))
-    if (there.scheme, there.netloc) != (here.scheme, here.netloc):
-        # credentials for this registry must never follow a link to another host
-        raise IntegrityError(f"the registry's tag list links to another host: {link}")
-    return urllib.parse.urlunsplit(("", "", there.path, there.query, ""))
-
-
-def _registry_errors(response: requests.Response | QuickResponse) -> tuple[set[str], str]:
-    try:
-        body: Any = response.json()
-        errors = body.get("errors", []) if isinstance(body, dict) else []
-    except ValueError:
-        return set(), ""
-    codes = {e.get("code", "") for e in errors if isinstance(e, dict)}
-    messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
-    return codes, "; ".join(m for m in messages if m)[:200]
+        return error_for(response, doing, self.name, self.transport.host, self.transport.redact)
