@@ -22,7 +22,7 @@ def model_changes(first: Side, second: Side) -> dict[str, list[dict[str, Any]]]:
     """Changes from ``first`` to ``second``, grouped by lineage part, plus ``files``."""
     from . import lineage as lineage_mod
 
-    (_, manifest_a, lineage_a), (_, manifest_b, lineage_b) = first, second
+    (repo_a, manifest_a, lineage_a), (repo_b, manifest_b, lineage_b) = first, second
     grouped = lineage_mod.diff_lineage(lineage_a, lineage_b)
     out: dict[str, list[dict[str, Any]]] = {
         group: [_change(c.path, c.before, c.after) for c in changes]
@@ -35,10 +35,18 @@ def model_changes(first: Side, second: Side) -> dict[str, list[dict[str, Any]]]:
         if packages[0].get(name) != packages[1].get(name)
     )
     files_a, files_b = model_files(manifest_a), model_files(manifest_b)
+    changed = [n for n in sorted(set(files_a) | set(files_b)) if files_a.get(n) != files_b.get(n)]
+    from .file_sizes import file_sizes
+
+    sizes_a = file_sizes(repo_a, manifest_a, [n for n in changed if n in files_a])
+    sizes_b = file_sizes(repo_b, manifest_b, [n for n in changed if n in files_b])
     out["files"] = [
-        _change(name, files_a.get(name), files_b.get(name))
-        for name in sorted(set(files_a) | set(files_b))
-        if files_a.get(name) != files_b.get(name)
+        {
+            **_change(name, files_a.get(name), files_b.get(name)),
+            "sizeBefore": sizes_a.get(name),
+            "sizeAfter": sizes_b.get(name),
+        }
+        for name in changed
     ]
     return out
 

@@ -54,6 +54,7 @@ class PullResult:
     digest: str
     path: Path
     files: tuple[str, ...]
+    version: int | None = None
 
     @property
     def reference(self) -> str:
@@ -64,6 +65,7 @@ class PullResult:
             "repository": self.repository,
             "digest": self.digest,
             "reference": self.reference,
+            "version": self.version,
             "path": str(self.path),
             "files": list(self.files),
         }

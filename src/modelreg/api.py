@@ -48,6 +48,7 @@ from .versions import (
     repair_versions,
     stage_names,
     tag_alias,
+    version_of,
 )
 from .versions import unversioned as unversioned_digests
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # imported by the calls that use them: a push or pull loads n
     from . import content_signatures, retention
     from .lineage import Lineage
     from .mirror import MirrorResult
+    from .pending import PendingProposal
     from .policy import TrustPolicy
     from .signing import SigningKey
 
@@ -270,7 +272,9 @@ def pull(
                     keys.allowed_keys(stage) if stage else {k.key_id: k for k in keys.keys.values()}
                 )
             write_signature(repo, pulled.descriptor.digest, pulled.path, Path(signature), trusted)
-        return PullResult(repo.name, pulled.descriptor.digest, pulled.path, pulled.files)
+        digest = pulled.descriptor.digest
+        version = version_of(repo, digest)
+        return PullResult(repo.name, digest, pulled.path, pulled.files, version)
 
 
 def inspect(
@@ -539,6 +543,21 @@ def verify_content(
         return content_signatures.ContentVerification(repo.name, digest.digest, signers)
 
 
+def pending(
+    repository: str | Reference,
+    *,
+    stage: str | None = None,
+    policy: TrustPolicy | None = None,
+    stores: Stores | None = None,
+) -> list[PendingProposal]:
+    """Live pending proposals (waiting for 'approve'), with their verified signers."""
+    from .pending import pending_proposals
+
+    with opened(stores) as stores:
+        repo = stores.repository(_reference(repository))
+        return pending_proposals(repo, stage, policy or default_trust(stores))
+
+
 __all__ = [
     "CopyResult",
     "ModelInfo",
@@ -555,6 +574,7 @@ __all__ = [
     "logout",
     "mirror",
     "names_stage",
+    "pending",
     "promote",
     "pull",
     "push",

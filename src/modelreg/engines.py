@@ -18,6 +18,7 @@ docker-py is optional: it is imported inside :func:`docker_load` only.
 
 from __future__ import annotations
 
+import re
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -170,8 +171,8 @@ def docker_client(docker_host: str | None = None) -> Any:
     """A docker-py client for ``docker_host``, or for ``DOCKER_HOST`` & co. when None."""
     try:
         import docker
-    except ImportError:
-        raise EngineError("the Docker SDK for Python is not installed", DOCKER_HINT) from None
+    except ImportError:  # a missing optional part is the caller's to install: exit 2
+        raise InvalidInput("the Docker SDK for Python is not installed", DOCKER_HINT) from None
     try:
         if docker_host:
             return docker.DockerClient(base_url=docker_host, version="auto")
@@ -315,7 +316,20 @@ def _explain(exc: Any) -> str:
 
 def _first_line(value: object) -> str:
     text = str(value).strip()
-    return text.splitlines()[0] if text else "no details"
+    return _untuple(text.splitlines()[0]) if text else "no details"
+
+
+def _untuple(text: str) -> str:
+    """``…: ('Connection aborted.', FileNotFoundError(2, 'No such file'))`` as words.
+
+    docker-py passes urllib3's exception arguments through as a printed tuple.
+    """
+    start = text.find("('")
+    if start < 0:
+        return text
+    words = [w.strip().rstrip(".") for w in re.findall(r"'([^']+)'", text[start:])]
+    prefix = text[:start].rstrip(" :")
+    return ": ".join([p for p in (prefix, *words) if p])
 
 
 __all__ = [

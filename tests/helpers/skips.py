@@ -46,3 +46,13 @@ def service_or_skip(what: str, cm: contextlib.AbstractContextManager[T]) -> Iter
         refused = e
     if refused is not None:  # outside the except: no "during handling" noise
         unavailable(refused, what)
+
+
+def binary_or_skip(name: str) -> str:
+    """The path of the tool ``name``; skip (fail under strict mode) when it is not installed."""
+    from helpers.processes import require_binary
+
+    try:
+        return require_binary(name)
+    except ServiceUnavailable as exc:
+        unavailable(exc, name)

@@ -31,14 +31,12 @@ from helpers.engines import Containerd, Dockerd, run_containerd, run_dockerd
 from helpers.hostile_registry import HostileRegistry
 from helpers.models import unique_repo
 from helpers.processes import (
-    ServiceUnavailable,
     remove_tree,
-    require_binary,
     short_tempdir,
     sweep_stale_tempdirs,
 )
 from helpers.registry import Registry, run_registry
-from helpers.skips import service_or_skip, unavailable
+from helpers.skips import binary_or_skip, service_or_skip
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +103,7 @@ def dockerd(engines_tmp: Path, containerd: Containerd) -> Iterator[Dockerd]:
 @pytest.fixture(scope="session")
 def skopeo() -> str:
     """Path of the skopeo binary (a peer OCI client); skip/fail when missing."""
-    try:
-        return require_binary("skopeo")
-    except ServiceUnavailable as e:
-        unavailable(e, "skopeo")
+    return binary_or_skip("skopeo")
 
 
 @pytest.fixture(params=["local", "registry"])

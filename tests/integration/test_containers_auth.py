@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from helpers.cli import Cli
 from helpers.models import unique_repo
-from helpers.processes import require_binary
 from helpers.registry import Registry, write_htpasswd
+from helpers.skips import binary_or_skip
 
 from modelreg.store import credentials
 
@@ -48,7 +48,7 @@ def basic_registry(make_registry: Callable[..., Registry], tmp_path: Path) -> Re
 
 
 def tool_login(tool: str, host: str, *extra: str, password: str = PASSWORD) -> None:
-    binary = require_binary(tool)
+    binary = binary_or_skip(tool)
     done = subprocess.run(
         [binary, "login", "--tls-verify=false", "-u", USER, "--password-stdin", *extra, host],
         input=password,

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from helpers.cli import Cli
 from helpers.models import unique_repo
+from helpers.skips import binary_or_skip
 from test_engines import tree_of
 
 from modelreg import api
@@ -106,9 +107,7 @@ def test_docker_push_round_trip(
 def test_podman_push_round_trip(
     registry: Any, stores: Stores, model_dir: Path, cli: Cli, tmp_path: Path, engines_tmp: Path
 ) -> None:
-    podman = shutil.which("podman")
-    if podman is None:
-        pytest.skip("podman is not installed")
+    podman = binary_or_skip("podman")
     source = push_source(registry, stores, model_dir)
     copy = f"{registry.host}/{unique_repo('mirror/podman')}:pushed"
     storage = Path(tempfile.mkdtemp(prefix="pd-", dir=engines_tmp))  # podman: runroot < 50 chars

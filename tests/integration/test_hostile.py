@@ -675,7 +675,7 @@ def garbage_envelopes(digest: str, keys: Path) -> dict[str, tuple[bytes, str]]:
         "oversized": (b" " * (2 * MiB), "over 1048576"),
         "unsigned-by-trust": (
             sign_envelope(IN_TOTO_PAYLOAD_TYPE, valid_record, mallory).to_json(),
-            "needs 1 signature",
+            "too few signatures: 0 of 1 required",
         ),
     }
 

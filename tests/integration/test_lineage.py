@@ -1117,6 +1117,7 @@ def test_diff_of_equal_lineages_is_empty() -> None:
         "params": [],
         "environment": [],
         "metrics": [],
+        "description": [],
     }
 
 

@@ -276,7 +276,9 @@ def test_every_kind_of_change_is_a_new_version_and_diff_names_it(
         result = cli("diff", f"{target}:v{a}", f"{target}:v{b}", "--json")
         assert result.returncode == 0, result.stderr
         groups = json.loads(result.stdout)
-        assert set(groups) == {"data", "code", "params", "environment", "metrics", "files"}
+        assert set(groups) == {
+            *("data", "code", "params", "environment", "metrics", "description", "files")
+        }
         return {group: [c["path"] for c in items] for group, items in groups.items() if items}
 
     assert push()["version"] == 1
@@ -567,4 +569,6 @@ def test_bad_input_through_the_api_pushes_nothing(
 
 def test_help_shows_reference_and_data_syntax_literally(cli: Cli) -> None:
     assert "URI[@VERSION]" in cli("push", "--help").stdout
-    assert "REPO[:TAG][@DIGEST]" in cli("pull", "--help").stdout
+    # the reference syntax is described once, in the top-level help; commands point there
+    assert "[HOST[:PORT]/]REPO[:TAG][@sha256:DIGEST]" in cli("--help").stdout
+    assert "A model reference (see modelreg --help)." in cli("pull", "--help").stdout

@@ -252,7 +252,9 @@ def test_cli_copy_flags(cli: Cli, stores: Stores, tmp_path: Path) -> None:
     one = cli("copy", f"{source}:v1", "elsewhere", "--all-versions")
     assert one.returncode == 2 and "names one model" in one.stderr
     single = cli("copy", f"{source}:v1", "elsewhere")  # one model, as before
-    assert single.returncode == 0 and single.stdout.startswith("copied to elsewhere@sha256:")
+    assert single.returncode == 0
+    assert single.stdout.startswith(f"copied {source}:v1 to elsewhere@sha256:")
+    assert single.stdout.rstrip().endswith(")") and " (v" in single.stdout  # names the version
 
 
 def test_same_registry_mirror_mounts_blobs(stores: Stores, registry, tmp_path: Path) -> None:

@@ -420,7 +420,7 @@ def test_cli_gc_with_a_policy_file(cli: Cli, stores: Stores, tmp_path: Path) -> 
         push(stores, target, tmp_path, os.urandom(64), created=long_ago)
     policy = tmp_path / "retention.toml"
     policy.write_text('[gc]\nkeep_last = 2\nolder_than = "90d"\nkeep_production_window = "7d"\n')
-    planned = cli("gc", target, "--policy-file", str(policy), "--dry-run", "--json")
+    planned = cli("gc", target, "--retention", str(policy), "--dry-run", "--json")
     assert planned.returncode == 0, planned.stderr
     body = json.loads(planned.stdout)
     assert body["rules"] == {"keepLast": 2, "olderThan": "90d", "keepProductionWindow": "7d"}
@@ -446,7 +446,7 @@ def test_cli_gc_refuses_a_bad_policy_file(
 ) -> None:
     policy = tmp_path / "retention.toml"
     policy.write_text(content)
-    result = cli("gc", "fraud", "--policy-file", str(policy))
+    result = cli("gc", "fraud", "--retention", str(policy))
     assert result.returncode == 2
     assert message in result.stderr
 
@@ -475,7 +475,8 @@ def test_gc_never_lets_a_version_number_be_reused(
 @pytest.mark.parametrize(
     ("flag", "what"),
     [
-        (["--policy-file"], "retention policy file"),
+        (["--retention"], "retention policy file"),
+        (["--policy-file"], "retention policy file"),  # the old, hidden spelling
         (["--keep-last", "1", "--policy"], "policy file"),
     ],
 )

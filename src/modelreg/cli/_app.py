@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -9,12 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..store import RegistryOptions, Stores
+from ._help import ModelregGroup
 
 if TYPE_CHECKING:  # the trust stack (cryptography) loads only for commands that verify
     from ..policy import TrustPolicy
 
 app = typer.Typer(
     name="modelreg",
+    cls=ModelregGroup,
     help="A model registry on any OCI registry: push, version, promote and resolve models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -49,7 +52,12 @@ TrustOption = Annotated[
     typer.Option("--trust", help="Public key trusted to sign stages (repeatable)."),
 ]
 PolicyOption = Annotated[
-    Path | None, typer.Option("--policy", help="Trust policy file (keys, thresholds, gates).")
+    Path | None,
+    typer.Option(
+        "--policy",
+        help="Trust policy file (keys, thresholds, gates) "
+        "[default: $MODELREG_POLICY, else $MODELREG_HOME/policy.toml].",
+    ),
 ]
 
 
@@ -58,6 +66,26 @@ def trust_policy(trust: list[Path] | None, policy: Path | None) -> TrustPolicy |
     from ..policy import trust_from_options
 
     return trust_from_options(trust or [], policy, home=settings.stores().home)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"modelreg {__version__}")
+        raise typer.Exit()
+
+
+def signing_policy(trust: list[Path] | None, policy: Path | None) -> TrustPolicy | None:
+    """The trust a stage is *written* under: the policy from --policy, $MODELREG_POLICY or
+    $MODELREG_HOME/policy.toml whenever there is one (--trust keys only add to it), so a
+    move can never be committed under laxer rules than the ones its readers apply."""
+    if policy is None and trust:
+        if os.environ.get("MODELREG_POLICY"):
+            policy = Path(os.environ["MODELREG_POLICY"])
+        elif (settings.stores().home / "policy.toml").is_file():
+            policy = settings.stores().home / "policy.toml"
+    return trust_policy(trust, policy)
 
 
 @app.callback()
@@ -80,6 +108,12 @@ def _global_options(
         bool | None,
         typer.Option("--plain-http", help="Talk plain HTTP to the registry (loopback: automatic)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     settings.home = home
     settings.ca_cert = ca_cert

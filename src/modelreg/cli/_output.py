@@ -48,7 +48,6 @@ def transfer_progress(enabled: bool) -> Iterator[Progress | None]:
         BarColumn,
         DownloadColumn,
         TextColumn,
-        TransferSpeedColumn,
     )
     from rich.progress import (
         Progress as RichProgress,
@@ -57,8 +56,8 @@ def transfer_progress(enabled: bool) -> Iterator[Progress | None]:
     bars = RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        DownloadColumn(binary_units=True),  # MiB, as every summary prints
+        TextColumn("{task.fields[speed]}"),
         console=Console(stderr=True),
         transient=True,
     )
@@ -67,12 +66,17 @@ def transfer_progress(enabled: bool) -> Iterator[Progress | None]:
     def update(event: TransferEvent) -> None:
         key = event.title
         if key not in tasks:
-            tasks[key] = bars.add_task(f"{event.action:8} {event.title[:40]}", total=event.total)
+            tasks[key] = bars.add_task(
+                f"{event.action:8} {event.title[:40]}", total=event.total, speed=""
+            )
         bars.update(
             tasks[key],
             completed=event.done,
             description=f"{event.action:8} {event.title[:40]}",
         )
+        task = next(t for t in bars.tasks if t.id == tasks[key])
+        speed = task.speed  # rich's own speed column counts MB, not MiB
+        bars.update(tasks[key], speed=f"{human_size(int(speed))}/s" if speed else "")
 
     with bars:
         yield update

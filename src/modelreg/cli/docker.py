@@ -13,12 +13,7 @@ from ._output import JsonFlag, emit_json, say, transfer_progress
 
 @app.command("docker-load")
 def docker_load(
-    reference: Annotated[
-        str,
-        typer.Argument(
-            help="REPO, REPO:TAG or REPO@sha256:…; local, or HOST[:PORT]/REPO. No tag = latest."
-        ),
-    ],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     tag: Annotated[
         str | None,
         typer.Option("--tag", "-t", help="Also name the image NAME[:TAG] in the engine."),

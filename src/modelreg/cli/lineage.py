@@ -51,19 +51,31 @@ def versions(
     if not rows:
         say("no versions" + (" match" if where else ""))
         return
-    say(f"{'VERSION':8} {'DIGEST':19} {'CREATED':20} {'SIZE':>10}  TAGS / METRICS")
-    for row in rows:
-        tags = " ".join([*row["stages"], *row["aliases"]])
-        metrics = " ".join(f"{k}={v:g}" for k, v in sorted(row["metrics"].items()))
-        say(
-            f"v{row['version']:<7} {row['digest'][:19]} {row['created'] or '-':20} "
-            f"{human_size(row['size']):>10}  {' '.join(x for x in (tags, metrics) if x)}"
+    table = [
+        (
+            f"v{row['version']}",
+            row["digest"][:19],
+            row["created"] or "-",
+            human_size(row["size"]),
+            ",".join(row["stages"]) or "-",
+            ",".join(row["aliases"]) or "-",
+            " ".join(f"{k}={v:g}" for k, v in sorted(row["metrics"].items())) or "-",
         )
+        for row in rows
+    ]
+    header = ("VERSION", "DIGEST", "CREATED", "SIZE", "STAGES", "ALIASES", "METRICS")
+    widths = [max(len(cells[i]) for cells in [header, *table]) for i in range(len(header) - 1)]
+    for cells in [header, *table]:
+        padded = [
+            cell.rjust(width) if column == 3 else cell.ljust(width)  # sizes align right
+            for column, (cell, width) in enumerate(zip(cells[:-1], widths, strict=True))
+        ]
+        say("  ".join([*padded, cells[-1]]))
 
 
 @app.command()
 def show(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
@@ -89,7 +101,7 @@ def show(
 
 @app.command(name="lineage")
 def lineage_command(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG|:STAGE][@DIGEST].")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
@@ -152,4 +164,19 @@ def diff(
             continue
         say(f"{group}:")
         for change in items:
-            say(f"  {change['path']}: {_inline(change['before'])} -> {_inline(change['after'])}")
+            if group == "files":
+                say(f"  {change['path']}: {_file_change(change)}")
+            else:
+                before, after = _inline(change["before"]), _inline(change["after"])
+                say(f"  {change['path']}: {before} -> {after}")
+
+
+def _file_change(change: dict[str, Any]) -> str:
+    def size(value: int | None) -> str:
+        return human_size(value) if value is not None else "size unknown"
+
+    if change["before"] is None:
+        return f"added ({size(change['sizeAfter'])})"
+    if change["after"] is None:
+        return f"removed (was {size(change['sizeBefore'])})"
+    return f"changed ({size(change['sizeBefore'])} -> {size(change['sizeAfter'])})"

@@ -36,7 +36,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 @app.command()
 def push(
     path: Annotated[Path, typer.Argument(help="Model file or directory.")],
-    repository: Annotated[str, typer.Argument(help="fraud, or HOST[:PORT]/REPO for a registry.")],
+    repository: Annotated[str, typer.Argument(help="Repository: fraud or HOST/REPO.")],
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Alias tag.")] = None,
     data: Annotated[
         list[str] | None, typer.Option("--data", help="Dataset: a path, or URI[@VERSION].")
@@ -128,7 +128,7 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 @app.command()
 def pull(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST]; no tag = latest.")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     destination: Annotated[Path, typer.Argument(help="Directory to write the model files to.")],
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty destination.")
@@ -173,7 +173,8 @@ def pull(
     if as_json:
         emit_json(result.to_dict())
         return
-    say(f"pulled {result.reference}")
+    version = f" (v{result.version})" if result.version else ""
+    say(f"pulled {result.reference}{version}")
     say(f"into {result.path} ({len(result.files)} files)")
     if signature:
         say(f"content signature: {signature}")
@@ -181,7 +182,7 @@ def pull(
 
 @app.command()
 def inspect(
-    reference: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST].")],
+    reference: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
@@ -224,7 +225,7 @@ def inspect(
 
 @app.command()
 def copy(
-    source: Annotated[str, typer.Argument(help="REPO[:TAG][@DIGEST] to copy from.")],
+    source: Annotated[str, typer.Argument(help="A model reference (see modelreg --help).")],
     destination: Annotated[str, typer.Argument(help="Repository (any store) to copy to.")],
     all_versions: Annotated[
         bool,
@@ -285,18 +286,22 @@ def copy(
             progress=progress,
             concurrency=concurrency,
         )
-    name, digest = copied.repository, copied.digest
     if as_json:
-        emit_json({"repository": name, "digest": digest, "reference": f"{name}@{digest}"})
+        emit_json(copied.to_dict())
         return
-    say(f"copied to {name}@{digest}")
+    version = f" (v{copied.version})" if copied.version else ""
+    say(f"copied {source} to {copied.reference}{version}")
 
 
 @app.command()
 def tag(
     reference: Annotated[str, typer.Argument(help="The model: REPO:TAG or REPO@DIGEST.")],
     alias: Annotated[str, typer.Argument(help="The alias tag to add, e.g. v1.2.0-bert-large.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Add a free-form alias tag to a model (version tags vN are assigned by push)."""
     digest = api.tag(reference, alias, stores=settings.stores())
+    if as_json:
+        emit_json({"digest": digest, "alias": alias})
+        return
     say(f"tagged {digest} as {alias}")

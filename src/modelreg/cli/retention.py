@@ -36,9 +36,12 @@ def gc(
             help="Keep every version that held production this recently [30d].",
         ),
     ] = None,
-    policy_file: Annotated[
+    retention: Annotated[
         Path | None,
-        typer.Option("--policy-file", help="Retention policy (TOML, a [gc] table)."),
+        typer.Option("--retention", help="Retention rules file (TOML, a [gc] table)."),
+    ] = None,
+    policy_file: Annotated[  # the old spelling of --retention
+        Path | None, typer.Option("--policy-file", hidden=True)
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")
@@ -49,7 +52,7 @@ def gc(
 ) -> None:
     """Delete old versions, never one a stage holds or that held production recently.
 
-    Flags override the policy file. Bytes count blobs only deleted versions used;
+    Flags override the --retention file. Bytes count blobs only deleted versions used;
     a registry frees them at its own garbage-collect, the local store at once.
     """
     report = lifecycle.gc(
@@ -57,7 +60,7 @@ def gc(
         keep_last=keep_last,
         older_than=older_than,
         keep_production_window=keep_production_window,
-        policy_file=policy_file,
+        policy_file=retention or policy_file,
         dry_run=dry_run,
         policy=trust_policy(trust, policy),
         stores=settings.stores(),

@@ -10,12 +10,13 @@ import typer
 
 from .. import api, lifecycle
 from ..errors import InvalidInput
-from ._app import PolicyOption, TrustOption, app, settings, trust_policy
+from ._app import PolicyOption, TrustOption, app, settings, signing_policy, trust_policy
 from ._output import JsonFlag, emit_json, say
 from ._output import note as say_on_stderr
 
 if TYPE_CHECKING:  # loaded by the commands that sign or verify, not by every command
     from ..lifecycle import PromotionResult
+    from ..pending import PendingProposal
     from ..policy import TrustPolicy
     from ..signing import SigningKey
 
@@ -55,7 +56,7 @@ def _signer_trust(
 ) -> TrustPolicy | None:
     """--policy/--trust (or the configured default), with any --retired keys added."""
     if not retired:
-        return trust_policy(trust, policy)
+        return signing_policy(trust, policy)
     from ..policy import trust_from_options
 
     found = trust_from_options(trust or [], policy, home=settings.stores().home, retired=retired)
@@ -79,6 +80,11 @@ def _policy_or_own_key(
     found = _signer_trust(trust, policy, retired)
     if found is not None:
         return found
+    say_on_stderr(
+        f"note: no trust policy (--policy, MODELREG_POLICY or $MODELREG_HOME/policy.toml): "
+        f"this record is signed and checked with {key_path.name} alone; "
+        "readers with a policy will hold it to that policy's rules"
+    )
     if retired:
         own = TrustPolicy({key_path.stem: key.public_key})
         return TrustPolicy(own.keys, retired=policy_from_keys(retired).keys)
@@ -104,6 +110,7 @@ def key_generate(
     ask_passphrase: Annotated[
         bool, typer.Option("--passphrase", help="Prompt for a passphrase to encrypt the key.")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Generate a signing key pair: NAME.key (mode 0600) and NAME.pub."""
     passphrase = _read_passphrase(passphrase_file)
@@ -114,8 +121,15 @@ def key_generate(
     from ..signing import generate_keypair
 
     private, public = generate_keypair(directory, name, passphrase)
+    from ..signing import load_public_key
+
+    key_id = load_public_key(public).key_id
+    if as_json:
+        emit_json({"privateKey": str(private), "publicKey": str(public), "keyId": key_id})
+        return
     say(f"private key: {private} (keep it secret)")
     say(f"public key:  {public} (give it to whoever verifies)")
+    say(f"key id:      {key_id}")
 
 
 def _report(outcome: PromotionResult, as_json: bool) -> None:
@@ -140,8 +154,8 @@ def _report(outcome: PromotionResult, as_json: bool) -> None:
         archived = outcome.archived
         label = f"v{archived.version}" if archived.version else archived.digest[:19]
         say(f"archived -> {label} (record {archived.sequence})")
-    for note in outcome.notes:
-        say(note)
+    for text in outcome.notes:
+        say(text)
 
 
 @app.command()
@@ -242,28 +256,55 @@ def history(
     policy: PolicyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Every stage move: sequence, version, from -> to, signers, time; each verified."""
-    entries = lifecycle.history(
-        repository, stage=stage, policy=trust_policy(trust, policy), stores=settings.stores()
+    """Every stage move in time order, each verified; then the proposals awaiting approval.
+
+    Exits 7 when any record fails verification.
+    """
+    found = trust_policy(trust, policy)
+    entries = lifecycle.history(repository, stage=stage, policy=found, stores=settings.stores())
+    # times have one-second resolution: within a second, an archive follows the move
+    ordered = sorted(
+        entries, key=lambda e: (e.stored.record.issued_at, e.stored.record.action == "archive")
     )
+    waiting = api.pending(repository, stage=stage, policy=found, stores=settings.stores())
+    failed = found is not None and any(entry.problem for entry in entries)
     if as_json:
-        emit_json(entries.to_dict())
+        emit_json([entry.to_dict() for entry in ordered] + [_proposal_row(p) for p in waiting])
+        if failed:
+            raise typer.Exit(7)
         return
-    if not entries:
+    if not ordered and not waiting:
         say("no promotions yet")
         return
-    say(f"{'':2}{'STAGE':12} {'SEQ':>4} {'ACTION':9} {'TO':20} {'FROM':20} {'WHEN':21} SIGNED BY")
-    for entry in entries:
+    say(f"{'':2}{'WHEN':21} {'STAGE':12} {'SEQ':>4} {'ACTION':9} {'TO':8} {'FROM':8} SIGNED BY")
+    for entry in ordered:
         row = entry.to_dict()
         mark = "✓" if entry.problem is None else "✗"
         to = f"v{row['version']}" if row["version"] else str(row["digest"])[:19]
         source = f"v{row['fromVersion']}" if row["fromVersion"] else str(row["from"] or "-")[:19]
         say(
-            f"{mark} {row['stage']:12} {row['sequence']:>4} {row['action']:9} {to:20} "
-            f"{source:20} {row['issuedAt']:21} {', '.join(entry.signers)}"
+            f"{mark} {row['issuedAt']:21} {row['stage']:12} {row['sequence']:>4} "
+            f"{row['action']:9} {to:8} {source:8} {', '.join(entry.signers)}"
         )
         if entry.problem:
             say(f"    ! {entry.problem}")
+    for proposal in waiting:
+        to = f"v{proposal.version}" if proposal.version else proposal.digest[:19]
+        count = f"{len(proposal.signers)} of {proposal.needed}" if proposal.needed else "?"
+        say(
+            f"… {proposal.issued_at:21} {proposal.stage:12} {proposal.sequence:>4} "
+            f"{'pending':9} {to:8} {'':8} {', '.join(proposal.signers) or '-'} "
+            f"({count} signatures; 'modelreg approve' adds one)"
+        )
+    if found is None:
+        say_on_stderr("note: no trust policy given: signers are key ids and nothing was verified")
+    if failed:
+        say_on_stderr("error: some records failed verification (marked ✗)")
+        raise typer.Exit(7)
+
+
+def _proposal_row(proposal: PendingProposal) -> dict[str, object]:
+    return {**proposal.to_dict(), "action": "pending", "proposedAction": proposal.action}
 
 
 @app.command()
@@ -305,12 +346,14 @@ def resolve(
     trust: TrustOption = None,
     policy: PolicyOption = None,
     output: Annotated[
-        str, typer.Option("--format", help="digest, ref (repo@sha256:…, for Kubernetes) or json.")
+        str, typer.Option("--format", help="digest, or ref (REPO@sha256:…, for Kubernetes).")
     ] = "digest",
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the verified digest a stage holds (fail closed), for deploy tooling."""
-    if output not in ("digest", "ref", "json"):
-        raise InvalidInput(f"unknown --format {output!r}", "use digest, ref or json")
+    if output not in ("digest", "ref", "json"):  # json: the old spelling of --json
+        raise InvalidInput(f"unknown --format {output!r}", "use digest or ref, or --json")
+    output = "json" if as_json else output
     from ..policy import require_trust
     from ..resolver import Resolver
 

@@ -40,7 +40,10 @@ class Change:
 
 
 def diff_lineage(a: Lineage, b: Lineage) -> dict[str, list[Change]]:
-    """Differences from ``a`` to ``b``, grouped as data, code, params, environment, metrics.
+    """Differences from ``a`` to ``b``: data, code, params, environment, metrics, description.
+
+    A code or environment field that is null on one side and absent on the other is
+    no change (both say "not recorded"); in params and metrics a null is a value.
 
     Paths are dotted (``params.opt.lr``); data entries are keyed by URI
     (``data.s3://b/train``) with {digest, version} values. Params not loaded from
@@ -56,13 +59,19 @@ def diff_lineage(a: Lineage, b: Lineage) -> dict[str, list[Change]]:
 
     return {
         "data": _diff(_data_entries(a.data), _data_entries(b.data)),
-        "code": _diff(_flatten(da["code"] or {}, "code"), _flatten(db["code"] or {}, "code")),
+        "code": _diff(
+            _flatten(da["code"] or {}, "code"), _flatten(db["code"] or {}, "code"), unset=True
+        ),
         "params": _diff(params(da), params(db)),
         "environment": _diff(
             _flatten(da["environment"] or {}, "environment"),
             _flatten(db["environment"] or {}, "environment"),
+            unset=True,
         ),
         "metrics": _diff(_flatten(da["metrics"], "metrics"), _flatten(db["metrics"], "metrics")),
+        "description": _diff(
+            {"description": da["description"]}, {"description": db["description"]}, unset=True
+        ),
     }
 
 
@@ -88,10 +97,15 @@ def _data_entries(refs: Sequence[DataRef]) -> dict[str, Any]:
     return entries
 
 
-def _diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Change]:
+def _diff(
+    before: Mapping[str, Any], after: Mapping[str, Any], *, unset: bool = False
+) -> list[Change]:
+    """``unset``: null and absent are the same (a field nobody recorded)."""
     changes = []
     for path in sorted(before.keys() | after.keys()):
         old, new = before.get(path, MISSING), after.get(path, MISSING)
+        if unset and (old is None or old is MISSING) and (new is None or new is MISSING):
+            continue  # null on one side, absent on the other: nothing changed
         if not _same(old, new):
             changes.append(Change(path, old, new))
     return changes

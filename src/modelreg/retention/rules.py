@@ -24,7 +24,7 @@ class RetentionRules:
         if self.keep_last is None and self.older_than is None:
             raise InvalidInput(
                 "gc needs a rule: --keep-last N, --older-than AGE, or both",
-                "or a policy file with [gc] keep_last / older_than (--policy-file)",
+                "or a retention file with [gc] keep_last / older_than (--retention FILE)",
             )
         if self.keep_last is not None and self.keep_last < 0:
             raise InvalidInput(f"keep_last must be 0 or more, not {self.keep_last}")

@@ -9,7 +9,7 @@ by the links from that head.
 from __future__ import annotations
 
 from ..errors import IntegrityError, VerificationError
-from ..policy import TrustPolicy
+from ..policy import SignatureCheck, TrustPolicy
 from ..promotion import (
     PromotionRecord,
     StoredRecord,
@@ -90,13 +90,22 @@ def check_signatures(
     # a record before the head is vouched for by the hash chain from the trusted head
     needed = check.threshold if head else 0
     if len(check.valid_signers) < needed:
-        by = ", ".join(check.untrusted) if check.untrusted else "no trusted key"
         raise VerificationError(
-            f"{where} is signed by {by}; it needs {needed} signature(s) from "
-            f"{', '.join(sorted(policy.allowed_names(stage))) or 'the trusted keys'}",
+            f"{where} has too few signatures: {_too_few(policy, stage, check, needed)}",
             "a stage moved without enough trusted signatures is refused",
         )
     return check.valid_signers
+
+
+def _too_few(policy: TrustPolicy, stage: str, check: SignatureCheck, needed: int) -> str:
+    """``1 of 2 required: alice; missing: bob or carol`` (and who else signed, untrusted)."""
+    signed = ", ".join(check.valid_signers) or "none"
+    missing = [n for n in sorted(policy.allowed_names(stage)) if n not in check.valid_signers]
+    text = f"{len(check.valid_signers)} of {needed} required: {signed}"
+    text += f"; missing: {' or '.join(missing) or 'a trusted key'}"
+    if check.untrusted:
+        text += f" (also signed by {', '.join(check.untrusted)}, not trusted for {stage})"
+    return text
 
 
 def stage_sequences(repository: Repository, stage: str) -> list[int]:
@@ -127,8 +136,13 @@ def current_head(
     try:
         check_signatures(policy, stage, head, head=True)
     except VerificationError as exc:
-        if policy.check_signatures(stage, head.envelope).invalid or not _rotation_base(
-            repository, stage, policy, head, state
+        check = policy.check_signatures(stage, head.envelope)
+        # a head a trusted key signed, below the threshold (written under a laxer policy),
+        # can be built on: the next record, signed to the threshold, is the head that vouches
+        # for it, and the stage verifies again (the recovery in docs/guarantees.md)
+        under_signed = bool(check.valid_signers)
+        if check.invalid or not (
+            under_signed or _rotation_base(repository, stage, policy, head, state)
         ):
             raise VerificationError(
                 f"cannot build on the current {stage} record: {exc.message}",

@@ -85,7 +85,12 @@ def promote(
     version = version_of(repository, model.digest)
     for _ in range(_COMMIT_ATTEMPTS):
         head, tags = current_head(repository, stage, policy, state)
-        if head is not None and head.record.digest == model.digest and action == "promote":
+        if (
+            head is not None
+            and head.record.digest == model.digest
+            and action == "promote"
+            and policy.check_signatures(stage, head.envelope).ok  # else: sign it again
+        ):
             return Outcome("unchanged", stage, model.digest, version, head.record.sequence)
         if action == "promote":
             check_gates(repository, stage, model_bytes, model.digest, policy, head, tags)

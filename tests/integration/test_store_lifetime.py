@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import unique_repo
-from services import Registry
+from helpers.models import unique_repo
+from helpers.registry import Registry
 
 from modelreg import api
 from modelreg.reference import parse_reference
