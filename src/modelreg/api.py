@@ -554,7 +554,7 @@ def pending(
     from .pending import pending_proposals
 
     with opened(stores) as stores:
-        repo = stores.repository(_reference(repository))
+        repo = stores.repository(as_reference(repository))
         return pending_proposals(repo, stage, policy or default_trust(stores))
 
 

@@ -13,10 +13,10 @@ import tarfile
 from collections.abc import Collection
 from typing import Any, cast
 
-from .oci import Manifest, layer_title
+from .oci import ANNOTATION_FILES, Manifest, layer_title
 from .packing import MODEL_ROOT
 from .store.base import Repository
-from .transfer import ANNOTATION_FILES, model_layers
+from .transfer import model_layers
 
 MAX_BUNDLE = 64 * 1024 * 1024
 
