@@ -317,19 +317,16 @@ def verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Verify a stage's whole signed chain and its tag, or a version's content signatures."""
-    if not api.names_stage(reference, stores=settings.stores()):
-        content = api.verify_content(
-            reference, policy=trust_policy(trust, policy), stores=settings.stores()
-        )
+    trusted = trust_policy(trust, policy)
+    if not api.names_stage(reference, policy=trusted, stores=settings.stores()):
+        content = api.verify_content(reference, policy=trusted, stores=settings.stores())
         if as_json:
             emit_json(content.to_dict())
             return
         say(f"verified content: {content.repository}@{content.digest}")
         say(f"files signed by {', '.join(content.signers)}")
         return
-    verified = lifecycle.verify(
-        reference, policy=trust_policy(trust, policy), stores=settings.stores()
-    )
+    verified = lifecycle.verify(reference, policy=trusted, stores=settings.stores())
     if as_json:
         emit_json(verified.to_dict())
         return
