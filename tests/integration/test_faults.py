@@ -58,8 +58,11 @@ def manifest_of(registry, repository: str, reference: str) -> dict:
 
 
 def complete(registry, repository: str, tag: str) -> bool:
-    """Every blob the tagged manifest references is in the registry."""
+    """Every blob the tagged manifest references is in the registry; for an image index
+    (the OCI 1.1 referrers index at ``sha256-<hex>``), every manifest it lists is complete."""
     manifest = manifest_of(registry, repository, tag)
+    if "manifests" in manifest:
+        return all(complete(registry, repository, m["digest"]) for m in manifest["manifests"])
     blobs = [manifest["config"], *manifest.get("layers", [])]
     return all(
         requests.head(f"{registry.url}/v2/{repository}/blobs/{b['digest']}", timeout=10).status_code
