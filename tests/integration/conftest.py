@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from helpers.engines import Containerd, Dockerd, run_containerd, run_dockerd
+from helpers.fault_proxy import FaultProxy, fault_proxy
 from helpers.hostile_registry import HostileRegistry
 from helpers.models import unique_repo
 from helpers.processes import (
@@ -98,6 +99,13 @@ def dockerd(engines_tmp: Path, containerd: Containerd) -> Iterator[Dockerd]:
     """A private dockerd (vfs, no networking) over the ``containerd`` fixture."""
     with service_or_skip("dockerd", run_dockerd(engines_tmp / "dd", containerd)) as dd:
         yield dd
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the ``registry`` fixture (tests add its rules)."""
+    with fault_proxy(registry.host) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

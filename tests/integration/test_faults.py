@@ -16,19 +16,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers.fault_proxy import Fault, FaultProxy, fault_proxy
+from helpers.fault_proxy import Fault, FaultProxy
 from helpers.models import unique_repo, write_model
 
 from modelreg import api
 from modelreg.errors import RegistryUnavailable
 from modelreg.oci import MANIFEST_MEDIA_TYPES
 from modelreg.store import RegistryOptions, Stores
-
-
-@pytest.fixture
-def proxy(registry) -> Iterator[FaultProxy]:
-    with fault_proxy(registry.host) as running:
-        yield running
 
 
 @pytest.fixture

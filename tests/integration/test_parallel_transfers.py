@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from helpers.cli import Cli
-from helpers.fault_proxy import Fault, FaultProxy, fault_proxy, kind
+from helpers.fault_proxy import Fault, FaultProxy, kind
 from helpers.models import unique_repo
 
 from modelreg import api
@@ -43,12 +43,6 @@ def files_of(root: Path) -> dict[str, bytes]:
 def tags_on(registry, repository: str) -> list[str]:
     answer = requests.get(f"{registry.url}/v2/{repository}/tags/list", timeout=10)
     return answer.json().get("tags") or [] if answer.status_code == 200 else []
-
-
-@pytest.fixture
-def proxy(registry) -> Iterator[FaultProxy]:
-    with fault_proxy(registry.host) as running:
-        yield running
 
 
 @pytest.fixture

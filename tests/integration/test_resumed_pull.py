@@ -10,11 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.fault_proxy import Fault, FaultProxy, fault_proxy
+from helpers.fault_proxy import Fault, FaultProxy
 from helpers.models import unique_repo, write_model
 
 from modelreg import api
@@ -29,12 +28,6 @@ def files_of(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-@pytest.fixture
-def proxy(registry) -> Iterator[FaultProxy]:
-    with fault_proxy(registry.host) as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import Cli
-from helpers.fault_proxy import FaultProxy, fault_proxy
+from helpers.fault_proxy import FaultProxy
 from helpers.models import unique_repo
 
 from modelreg import api
@@ -36,12 +36,6 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tokenizer" / "vocab.txt").write_text("a\nb\n")
     (root / "tokenizer" / "merges.txt").write_text("a b\n")
     return root
-
-
-@pytest.fixture
-def proxy(registry) -> Iterator[FaultProxy]:
-    with fault_proxy(registry.host) as running:
-        yield running
 
 
 @pytest.fixture
