@@ -22,4 +22,4 @@ def test_every_command_is_mapped_to_the_module_that_defines_it() -> None:
         assert callback is not None
         defined[group.name] = callback.__module__
     expected = {name: f"modelreg.cli.{module}" for name, module in COMMAND_MODULES.items()}
-    assert defined == expected
+    assert defined == expected, "COMMAND_MODULES in cli/_commands.py names each command's module"
