@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._toml import load_toml_file
 from .errors import InvalidInput, PolicyError, VerificationError
 from .signing import Envelope, PublicKey, load_public_key, verify_envelope
 
@@ -310,6 +309,8 @@ def _key_table(path: Path, data: Mapping[str, Any], section: str) -> dict[str, P
 def load_policy(
     path: Path, extra_keys: Sequence[Path] = (), retired_keys: Sequence[Path] = ()
 ) -> TrustPolicy:
+    from ._toml import load_toml_file  # only a policy file needs the TOML parser
+
     data = load_toml_file(path, "policy file")
     keys = _key_table(path, data, "keys")
     retired = _key_table(path, data, "retired")

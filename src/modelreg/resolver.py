@@ -37,7 +37,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import formats
 from .digest import VerifyingReader, hex_part, sha256_digest, verify_bytes
 from .errors import (
     IntegrityError,
@@ -46,22 +45,20 @@ from .errors import (
     RegistryUnavailable,
     VerificationError,
 )
-from .formats.layers import FileLayer, unpack
 from .localfs import local_writes, writes_below
 from .oci import MAX_MANIFEST_BYTES, Manifest
-from .packing import MODEL_ROOT
-from .partial import PARTIAL_DIR, PartialArea
 from .policy import TrustPolicy, require_trust, trust_from_options
 from .reference import Reference, parse_reference
-from .selection import Selection, check_written, select_layers
-from .stages import verify_stage
+from .stages.verify import verify_stage
 from .store import Stores
 from .store.base import Repository
 from .timeutil import now_utc, parse_time
 from .trust_state import TrustState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what only fetch needs loads in fetch: resolving stays a light import
+    from .formats.layers import FileLayer
     from .lineage import Lineage
+    from .selection import Selection
 
 _TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 3600
@@ -274,6 +271,8 @@ class Resolver:
         stage) to; when the policy requires content signatures for the stage, one must
         cover the files (so the whole model is fetched, never a selection).
         """
+        from .selection import Selection
+
         selection = Selection.of(include, exclude)
         required = self._policy.rule(model.stage).require_content_signature
         if selection is not None and (signature is not None or required):
@@ -303,6 +302,9 @@ class Resolver:
         return target
 
     def _fetch(self, model: ResolvedModel, selection: Selection | None) -> Path:
+        from . import formats
+        from .selection import check_written, select_layers
+
         name = hex_part(model.digest)
         if selection is not None:
             name += "-" + sha256_digest(selection.key().encode())[7:23]
@@ -329,6 +331,9 @@ class Resolver:
         return target
 
     def _layer(self, repo: Repository, layer: FileLayer) -> Path:
+        from .formats.layers import unpack
+        from .partial import PARTIAL_DIR, PartialArea
+
         descriptor = layer.descriptor
         final = self.cache_dir / "layers" / (hex_part(descriptor.digest) + _layout_suffix(layer))
         if final.is_dir():
@@ -392,6 +397,8 @@ def _layout_suffix(layer: FileLayer) -> str:
     The same blob can be read two ways (an image's tar below model/, another
     tool's tar at its entry names, a raw file at a path): each gets its own cache entry.
     """
+    from .packing import MODEL_ROOT
+
     if layer.archive and layer.root == MODEL_ROOT:
         return ""
     how = f"{layer.archive}\0{layer.root}\0{layer.path}".encode()

@@ -890,3 +890,48 @@ def test_canonical_json_is_sorted_compact_utf8() -> None:
 def test_canonical_json_rejects_what_json_cannot_say_exactly(value: Any) -> None:
     with pytest.raises(InvalidInput, match="cannot encode as canonical JSON"):
         canonical_json(value)
+
+
+# ----- the short way a modelreg .pub is read (no PEM machinery) ----------------------------
+
+
+def test_a_public_key_read_the_short_way_is_the_key_the_full_parser_reads(tmp_path: Path) -> None:
+    from modelreg.signing import PublicKey, _p256_spki, generate_keypair, load_signing_key
+
+    key_path, pub_path = generate_keypair(tmp_path, "k")
+    data = pub_path.read_bytes()
+    assert _p256_spki(data) is not None  # what modelreg writes takes the short way
+    short = PublicKey.from_pem(data)
+    full = PublicKey(serialization.load_pem_public_key(data))
+    assert short.key_id == full.key_id == load_signing_key(key_path).key_id
+    assert short.pem == full.pem == data
+    signature = load_signing_key(key_path).sign(b"payload")
+    assert short.verify(b"payload", signature)
+    assert not short.verify(b"other", signature)
+
+
+def test_a_public_key_the_short_way_does_not_accept_takes_the_full_parser(tmp_path: Path) -> None:
+    from modelreg.signing import PublicKey, _p256_spki
+
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    compressed = public.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    der = bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200") + compressed
+    pem = b"-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(der) + b"-----END PUBLIC KEY-----\n"
+    assert _p256_spki(pem) is None
+    assert PublicKey.from_pem(pem) == PublicKey(public)  # the same key, read the long way
+    uncompressed = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert _p256_spki(b"junk before\n" + uncompressed) is None
+    assert PublicKey.from_pem(b"junk before\n" + uncompressed) == PublicKey(public)
+    # a point that is not on the curve: the full parser's refusal, as before
+    spki = _p256_spki(uncompressed)
+    assert spki is not None
+    off_curve = spki[:-1] + bytes([spki[-1] ^ 1])
+    bad = b"-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(off_curve)
+    bad += b"-----END PUBLIC KEY-----\n"
+    assert _p256_spki(bad) == off_curve
+    with pytest.raises(InvalidInput, match="not a PEM public key"):
+        PublicKey.from_pem(bad)

@@ -10,17 +10,7 @@ import sys
 
 from ..errors import ModelregError
 from ..localfs import local_error
-from . import (  # noqa: F401  (registers commands)
-    auth,
-    docker,
-    imports,
-    lineage,
-    models,
-    retention,
-    stages,
-    ui,
-)
-from ._app import app
+from ._app import app  # its commands' modules load when they run: see _commands
 
 
 def format_error(error: ModelregError) -> str:

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..store import RegistryOptions, Stores
-from ._help import ModelregGroup
+from ._commands import LazyGroup
 
 if TYPE_CHECKING:  # the trust stack (cryptography) loads only for commands that verify
     from ..policy import TrustPolicy
+    from ..store import Stores
 
 app = typer.Typer(
     name="modelreg",
-    cls=ModelregGroup,
+    cls=LazyGroup,
     help="A model registry on any OCI registry: push, version, promote and resolve models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -37,6 +37,8 @@ class Settings:
 
     def stores(self) -> Stores:
         if self._stores is None:
+            from ..store import RegistryOptions, Stores
+
             options = RegistryOptions.from_env(
                 ca_cert=self.ca_cert, timeout=self.timeout, plain_http=self.plain_http
             )

@@ -6,11 +6,12 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..transfer import Progress, TransferEvent
+if TYPE_CHECKING:
+    from ..transfer import Progress, TransferEvent
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 """The ``--json`` option every command that prints a result takes."""

@@ -15,10 +15,45 @@ checks the tag agrees with it.
 
 from __future__ import annotations
 
-from .chain import stage_sequences, verified_chain
-from .log import HistoryEntry, history
-from .move import ARCHIVED, PRODUCTION, Outcome, approve, promote, rollback
-from .verify import VerifiedStage, verify_stage
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> submodule; each loads on first use, so a reader (``verify_stage``) does not
+# import the writing side (signing keys, gates, proposals) or the history's version listing
+_EXPORTS = {
+    "stage_sequences": "chain",
+    "verified_chain": "chain",
+    "HistoryEntry": "log",
+    "history": "log",
+    "ARCHIVED": "move",
+    "PRODUCTION": "move",
+    "Outcome": "move",
+    "approve": "move",
+    "promote": "move",
+    "rollback": "move",
+    "VerifiedStage": "verify",
+    "verify_stage": "verify",
+}
+
+if TYPE_CHECKING:
+    from .chain import stage_sequences, verified_chain
+    from .log import HistoryEntry, history
+    from .move import ARCHIVED, PRODUCTION, Outcome, approve, promote, rollback
+    from .verify import VerifiedStage, verify_stage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "ARCHIVED",

@@ -15,8 +15,6 @@ import binascii
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import urllib.parse
 from collections.abc import Mapping
@@ -199,6 +197,9 @@ def _run_helper(
     The helper runs in its own process group so that on a timeout it is killed
     with everything it started (a shell script's children keep the pipes open).
     """
+    import signal  # here: a registry without a credential helper never pays for them
+    import subprocess
+
     binary = f"docker-credential-{helper}"
     try:
         process = subprocess.Popen(
