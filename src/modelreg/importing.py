@@ -18,6 +18,7 @@ imported as its image (the same blobs, copied or mounted).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -32,10 +33,10 @@ from .errors import IntegrityError, InvalidInput, NotFound
 from .formats import modelpack
 from .formats.layers import FileLayer, unpack
 from .formats.reuse import ReusedLayer, check_layer
-from .hashcache import DigestCache
+from .hashcache import DigestCache, fingerprint
 from .lineage import Lineage
 from .oci import EMPTY_JSON_BYTES, Manifest
-from .packing import MODEL_ROOT
+from .packing import MODEL_ROOT, plan_layers, scan_model
 from .reference import Reference, as_reference
 from .safetensors import describe_model
 from .store import Stores, opened
@@ -221,6 +222,7 @@ def _publish(
     annotations, meta = _push_parts.lineage_layout(lineage, None)
     if staging is not None:
         annotations.update(describe_model(staging))
+        _learn_digests(staging, cache)
     pushed = push_model(
         repository,
         staging,
@@ -257,3 +259,14 @@ def _own_image(repository: Any, manifest: Manifest) -> str | None:
     if [layer.digest for layer in manifest.layers] != ours:
         return None
     return manifest.subject.digest
+
+
+def _learn_digests(staging: Path, cache: DigestCache) -> None:
+    """Digest the repacked layers here: a re-run then finds them at DEST, sending nothing
+    (the staging directory is new each time, so the digest cache cannot know them)."""
+    for plan in plan_layers(scan_model(staging)):
+        hasher = hashlib.sha256()
+        for chunk in plan:
+            hasher.update(chunk)
+        sources = [entry.source for entry in plan.files if entry.source is not None]
+        cache.put(fingerprint("layer", sources, plan.header_digest), f"sha256:{hasher.hexdigest()}")
