@@ -215,6 +215,12 @@ def test_a_modelkit_imports_over_its_blobs_and_selective_pull_and_resolver_read_
     assert files_of(tmp_path / "some") == {"data/train.csv": b"a,b\n1,2\n"}
     shown = cli("show", f"{dest}:v1")
     assert shown.returncode == 0 and "data/train.csv" in shown.stdout, shown.stdout
+    from modelreg.ui.views import usage_lines
+
+    where = usage_lines(dest, api.inspect(f"{dest}:v1", stores=stores))["files in a container"]
+    assert "own paths" in where and "/data/train.csv" in where, where
+    refused = cli("modelpack", f"{dest}:v1")
+    assert refused.returncode == 2 and "imported over another tool's layers" in refused.stderr
     policy = policy_from_keys([keys / "alice.pub"])
     api.promote(
         f"{dest}@{result['digest']}",
