@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -102,7 +102,8 @@ def import_oci(
         lineage = dataclasses.replace(
             lineage, annotations={**lineage.annotations, ANNOTATION_SOURCE: where}
         )
-        reused, repacked = _choose_layers(src_repo, formats.file_layers(manifest))
+        report = progress or _silent
+        reused, repacked = _choose_layers(src_repo, formats.file_layers(manifest), report)
         staging_root = stores.home / "tmp"
         staging_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="import-", dir=staging_root))
@@ -115,7 +116,7 @@ def import_oci(
             repo = stores.repository(target)
             aliases = (target.tag,) if target.tag else ()
             check_aliases(repo, aliases)
-            copy_blobs(src_repo, repo, [layer.layer for layer in reused], progress or _silent)
+            copy_blobs(src_repo, repo, [layer.layer for layer in reused], report)
             published = _publish(
                 repo,
                 reused,
@@ -144,7 +145,7 @@ def _silent(_: TransferEvent) -> None:
 
 
 def _choose_layers(
-    repository: Repository, layers: Sequence[FileLayer]
+    repository: Repository, layers: Sequence[FileLayer], report: Progress
 ) -> tuple[list[ReusedLayer], list[tuple[FileLayer, str]]]:
     """Which tar layers are reused as they are; which layers are packed again, and why."""
     reused: list[tuple[FileLayer, ReusedLayer]] = []
@@ -156,7 +157,7 @@ def _choose_layers(
         if layer.root is not None:  # entries below a root: not where an engine puts them
             repacked.append((layer, f"its files are below {layer.root}/"))
             continue
-        checked = check_layer(repository, layer)
+        checked = check_layer(repository, layer, _checking(layer, report))
         if isinstance(checked, str):
             repacked.append((layer, checked))
         else:
@@ -170,6 +171,15 @@ def _choose_layers(
     order = {layer.descriptor.digest: index for index, layer in enumerate(layers)}
     repacked.sort(key=lambda pair: order[pair[0].descriptor.digest])
     return [found for _, found in reused], repacked
+
+
+def _checking(layer: FileLayer, report: Progress) -> Callable[[int], None]:
+    descriptor = layer.descriptor
+
+    def checked(done: int) -> None:
+        report(TransferEvent("check", layer.title, descriptor.digest, done, descriptor.size))
+
+    return checked
 
 
 def _under_model(layer: ReusedLayer) -> bool:

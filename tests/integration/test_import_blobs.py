@@ -420,3 +420,130 @@ def test_umoci_and_podman_unpack_the_import_with_the_files_at_their_paths(
             [*base, "system", "reset", "--force"], capture_output=True, timeout=120, env=env
         )
         shutil.rmtree(storage, ignore_errors=True)
+
+
+@pytest.mark.engines
+def test_docker_and_containerd_pull_the_import_by_digest_with_the_files_at_their_paths(
+    stores: Stores, registry: Any, dockerd: Any, containerd: Any, tmp_path: Path
+) -> None:
+    from test_engines import files_in_image, tree_of
+
+    plain, _ = modelpack_source(stores, registry.host, zstd=False)  # Docker 20.10: no zstd
+    dest = f"{registry.host}/{unique_repo('engines')}"
+    imported = import_oci(f"{plain}:latest", dest, stores=stores)
+    client = dockerd.client()
+    image = client.images.pull(f"{dest}@{imported.digest}")
+    assert f"{dest}@{imported.digest}" in image.attrs["RepoDigests"]
+    pinned = f"{dest}@{imported.digest}"
+    assert files_in_image(client, pinned, "/weights") == {
+        "model.safetensors": (b"W" * 70000, False)
+    }
+    assert files_in_image(client, pinned, "/model") == {"src/run.py": (b"print('raw')\n", False)}
+    with_zstd, _ = modelpack_source(stores, registry.host)
+    zstd_digest = import_oci(f"{with_zstd}:latest", dest, stores=stores).digest
+    reference = f"{dest}@{zstd_digest}"
+    pulled = containerd.ctr("images", "pull", "--plain-http", reference)
+    assert pulled.returncode == 0, pulled.stderr
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    try:
+        containerd.ctr("images", "mount", reference, str(mount), check=True)
+        try:
+            tree = tree_of(mount)
+        finally:
+            containerd.ctr("images", "unmount", "--rm", str(mount), check=True)
+    finally:
+        containerd.ctr("images", "rm", "--sync", reference, check=True)
+    source = api.pull(f"{with_zstd}:latest", tmp_path / "source", stores=stores).path
+    expected = {name: (data, False) for name, data in files_of(source).items()}
+    expected["model/src/run.py"] = expected.pop("src/run.py")
+    assert tree == expected
+
+
+def _named_twice() -> bytes:
+    """An entry named by a PAX ``path`` and by a GNU long name: readers differ on which wins."""
+    pax = tarfile.TarInfo("weights/" + "a" * 120).tobuf(tarfile.PAX_FORMAT)
+    gnu = tarfile.TarInfo("../" + "b" * 120).tobuf(tarfile.GNU_FORMAT)
+    return pax[: -tarfile.BLOCKSIZE] + gnu + b"\0" * 2 * tarfile.BLOCKSIZE
+
+
+def _global_header() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(
+        fileobj=out, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"path": "elsewhere"}
+    ) as archive:
+        archive.addfile(tarfile.TarInfo("w.bin"), io.BytesIO(b""))
+    return out.getvalue()
+
+
+def test_a_name_given_twice_is_refused_and_a_global_header_repacked(
+    stores: Stores, registry: Any, cli: Cli
+) -> None:
+    for blob, expected in ((_named_twice(), 6), (_global_header(), 0)):
+        name = f"{registry.host}/{unique_repo('names')}"
+        push_artifact(
+            repository(stores, name),
+            f"{KIT}.config.v1+json",
+            json.dumps(KITFILE).encode(),
+            [(f"{KIT}.model.v1.tar", blob, {})],
+        )
+        dest_name = unique_repo("names-imported")
+        out = cli("import", f"{name}:latest", f"{registry.host}/{dest_name}", "--json")
+        assert out.returncode == expected, out.stderr
+        if expected:
+            assert "given twice" in out.stderr
+            assert registry_tags(registry.host, dest_name) in (None, [])
+        else:
+            assert "global PAX header" in json.loads(out.stdout)["repacked"][0]
+
+
+def test_a_source_registry_that_swaps_a_blob_writes_nothing_at_dest(
+    hostile: Any, registry: Any, cli: Cli
+) -> None:
+    """What is checked is what DEST gets: the blob is verified against its digest as it
+    is read, so a registry serving a benign tar, then another, fails the import."""
+    from helpers.hostile_registry import Reply
+
+    repo = "ml/kit"
+    config = json.dumps(KITFILE).encode()
+    benign = tar_of({"model.joblib": b"M" * 100})
+    evil = _link("model.joblib", tarfile.SYMTYPE, "/etc/shadow")
+    config_digest = hostile.add_blob(repo, config)
+    layer_digest = hostile.add_blob(repo, benign)
+    hostile.override(hostile.blob_path(repo, layer_digest), Reply(200, evil))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": IMAGE_MANIFEST,
+        "config": {
+            "mediaType": f"{KIT}.config.v1+json",
+            "digest": config_digest,
+            "size": len(config),
+        },
+        "layers": [
+            {"mediaType": f"{KIT}.model.v1.tar", "digest": layer_digest, "size": len(benign)}
+        ],
+    }
+    hostile.add_manifest(repo, json.dumps(manifest).encode(), tags=["latest"])
+    dest_name = unique_repo("swapped")
+    out = cli("import", f"{hostile.host}/{repo}:latest", f"{registry.host}/{dest_name}")
+    assert out.returncode == 6, out.stderr
+    assert out.stderr.startswith("error: ") and "hint:" in out.stderr
+    assert registry_tags(registry.host, dest_name) in (None, [])
+
+
+def test_an_image_layer_naming_an_unknown_root_is_refused(
+    stores: Stores, registry: Any, cli: Cli, tmp_path: Path
+) -> None:
+    """A pusher cannot point a layer's files elsewhere: '/' is the one other root."""
+    name = f"{registry.host}/{unique_repo('root')}"
+    layer = tar_of({"x.bin": b"x"})
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}})
+    push_artifact(
+        repository(stores, name),
+        "application/vnd.oci.image.config.v1+json",
+        config.encode(),
+        [(LAYER_TAR, layer, {"dev.modelreg.root": "../", "dev.modelreg.title": "x"})],
+    )
+    out = cli("pull", f"{name}:latest", str(tmp_path / "out"))
+    assert out.returncode == 6 and "dev.modelreg.root" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()

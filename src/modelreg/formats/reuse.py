@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -78,12 +78,16 @@ def root_of(layer: Descriptor) -> str | None:
     )
 
 
-def check_layer(repository: Repository, layer: FileLayer) -> ReusedLayer | str:
-    """The image layer ``layer`` (a tar) can be, or why its files must be repacked."""
+def check_layer(
+    repository: Repository, layer: FileLayer, on_bytes: Callable[[int], None] | None = None
+) -> ReusedLayer | str:
+    """The image layer ``layer`` (a tar) can be, or why its files must be repacked.
+
+    ``on_bytes`` is told how many bytes of the blob have been read, now and then."""
     source = layer.descriptor
     where = f"layer {source.digest}"
     with repository.open_blob(source) as raw:
-        blob = VerifyingReader(raw, source.digest, source.size, where)
+        blob = VerifyingReader(_Head(raw, on_bytes), source.digest, source.size, where)
         head = _Head(blob)
         tar = DecodingReader(head, LAYER_TAR, None, where)  # decodes by magic number
         try:
@@ -178,14 +182,21 @@ def _title(layer: FileLayer) -> str:
 
 
 class _Head:
-    """A stream that keeps its first four bytes (the compression's magic number)."""
+    """A stream that keeps its first four bytes (the compression's magic number) and
+    reports how many it has passed on."""
 
-    def __init__(self, raw: Readable) -> None:
+    def __init__(self, raw: Readable, on_bytes: Callable[[int], None] | None = None) -> None:
         self._raw = raw
+        self._on_bytes = on_bytes
+        self._count = self._reported = 0
         self.head = b""
 
     def read(self, size: int = -1, /) -> bytes:
         data = self._raw.read(size)
         if len(self.head) < 4:
             self.head += data[: 4 - len(self.head)]
+        self._count += len(data)
+        if self._on_bytes and (self._count - self._reported >= CHUNK or not data):
+            self._reported = self._count
+            self._on_bytes(self._count)
         return data
