@@ -32,7 +32,7 @@ from .digest import VerifyingReader
 from .errors import IntegrityError, InvalidInput, NotFound
 from .formats import modelpack
 from .formats.layers import FileLayer, unpack
-from .formats.reuse import ReusedLayer, check_layer
+from .formats.reuse import ReusedLayer, check_layer, fit_file_lists
 from .hashcache import DigestCache, fingerprint
 from .lineage import Lineage
 from .oci import EMPTY_JSON_BYTES, Manifest
@@ -104,6 +104,7 @@ def import_oci(
         )
         report = progress or _silent
         reused, repacked = _choose_layers(src_repo, formats.file_layers(manifest), report)
+        reused = fit_file_lists(reused)
         staging_root = stores.home / "tmp"
         staging_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="import-", dir=staging_root))

@@ -26,9 +26,10 @@ the source did: entries at their names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _PLAIN_RECORDS = frozenset(
     {"path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"}
 )
+FILE_LIST_BUDGET = 2 * 1024 * 1024
 _REFUSED = "the layer is unsafe to serve as an image layer; nothing was written at DEST"
 
 
@@ -115,6 +117,27 @@ def check_layer(
         files,
         frozenset(directories),
     )
+
+
+def fit_file_lists(
+    layers: Sequence[ReusedLayer], budget: int = FILE_LIST_BUDGET
+) -> list[ReusedLayer]:
+    """``layers`` with the longest file lists left out until the rest fit in ``budget`` bytes
+    of the manifest (registries refuse manifests over 4 MiB). A layer without its list is
+    still laid out the same; inspect then names it by its title, and a selective pull
+    downloads it whole."""
+    sizes = [len(layer.layer.annotations.get(ANNOTATION_FILES, "")) for layer in layers]
+    dropped: set[int] = set()
+    for index in sorted(range(len(layers)), key=lambda i: -sizes[i]):
+        if sum(size for i, size in enumerate(sizes) if i not in dropped) <= budget:
+            break
+        dropped.add(index)
+    return [_without_list(layer) if i in dropped else layer for i, layer in enumerate(layers)]
+
+
+def _without_list(layer: ReusedLayer) -> ReusedLayer:
+    notes = {k: v for k, v in layer.layer.annotations.items() if k != ANNOTATION_FILES}
+    return dataclasses.replace(layer, layer=dataclasses.replace(layer.layer, annotations=notes))
 
 
 def _walk(tar: Readable, where: str) -> tuple[dict[str, str], set[str]] | str:
