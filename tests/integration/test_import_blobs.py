@@ -208,6 +208,9 @@ def test_a_modelkit_imports_over_its_blobs_and_selective_pull_and_resolver_read_
     assert [layer["digest"] for layer in manifest["layers"][:3]] == [
         sha256_digest(blob) for _, blob in blobs
     ]
+    again = cli("import", f"{name}:latest", dest)
+    assert again.returncode == 0 and "already holds" in again.stdout + again.stderr
+    assert "3 layer(s) of the source kept as the same blobs" in again.stdout + again.stderr
     source_files = files_of(api.pull(f"{name}:latest", tmp_path / "src", stores=stores).path)
     assert set(source_files) == {"model.joblib", "data/train.csv", "train.py"}
     selective = cli("pull", f"{dest}:v1", str(tmp_path / "some"), "--include", "data/*")
