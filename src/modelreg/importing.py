@@ -32,7 +32,7 @@ from .digest import VerifyingReader
 from .errors import IntegrityError, InvalidInput, NotFound
 from .formats import modelpack
 from .formats.layers import FileLayer, unpack
-from .formats.reuse import ReusedLayer, check_layer, fit_file_lists
+from .formats.reuse import ReusedLayer, at_root_label, check_layer, fit_file_lists
 from .hashcache import DigestCache, fingerprint
 from .lineage import Lineage
 from .oci import EMPTY_JSON_BYTES, Manifest
@@ -231,6 +231,7 @@ def _publish(
     progress: Progress | None,
 ) -> Published:
     annotations, meta = _push_parts.lineage_layout(lineage, None)
+    annotations.update(at_root_label(reused))
     if staging is not None:
         annotations.update(describe_model(staging))
         _learn_digests(staging, cache)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ._json import canonical_json
 from .compression import DecodingReader, compression_of
-from .copies import diff_ids, is_recompressed, read_config
+from .copies import diff_ids, is_recompressed, labels, read_config
 from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
@@ -330,6 +330,7 @@ def unpack_model(
     recompressed is checked against its config's ``diff_ids`` as it is unpacked.
     """
     from . import formats
+    from .formats import reuse
     from .formats.layers import unpack
 
     what = f"{repository.name}"
@@ -342,6 +343,8 @@ def unpack_model(
         ids = diff_ids(config, manifest)
         uncompressed = dict(zip((x.digest for x in manifest.layers), ids, strict=True))
     file_layers = formats.file_layers(manifest)
+    if uncompressed:  # a copy that dropped the layer annotations: the config still says
+        file_layers = reuse.with_config_roots(file_layers, uncompressed, labels(config))
     chosen = {
         layer.digest
         for layer in select_layers([f.descriptor for f in file_layers], selection, what)

@@ -442,6 +442,17 @@ def test_docker_and_containerd_pull_the_import_by_digest_with_the_files_at_their
         "model.safetensors": (b"W" * 70000, False)
     }
     assert files_in_image(client, pinned, "/model") == {"src/run.py": (b"print('raw')\n", False)}
+    # docker push drops every annotation; the config (copied as it is) says which layers
+    # hold their files at their own paths, so modelreg still pulls the copy right
+    copy = f"{registry.host}/{unique_repo('docker-copy')}:pushed"
+    for args in (("tag", pinned, copy), ("push", copy)):
+        done = dockerd.cli(*args)
+        assert done.returncode == 0, (args, done.stderr)
+    copied = api.inspect(copy, stores=stores).manifest
+    assert not any(layer.annotations for layer in copied.layers)
+    from_copy = api.pull(copy, tmp_path / "copy", stores=stores).path
+    plain_files = api.pull(f"{plain}:latest", tmp_path / "plain", stores=stores).path
+    assert files_of(from_copy) == files_of(plain_files)
     with_zstd, _ = modelpack_source(stores, registry.host)
     zstd_digest = import_oci(f"{with_zstd}:latest", dest, stores=stores).digest
     reference = f"{dest}@{zstd_digest}"

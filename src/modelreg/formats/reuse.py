@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 ANNOTATION_ROOT = "dev.modelreg.root"
 ENTRIES_AT_ROOT = "/"
+LABEL_AT_ROOT = "dev.modelreg.layers-at-root"
 _MEDIA_TYPES = {"": LAYER_TAR, "gzip": LAYER_TAR_GZIP, "zstd": LAYER_TAR_ZSTD}
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 # PAX records every tar writer may add that change nothing once extracted by an engine
@@ -78,6 +79,45 @@ def root_of(layer: Descriptor) -> str | None:
         f"layer {layer.digest} has {ANNOTATION_ROOT}={value!r}, which modelreg does not define",
         f"the only value is {ENTRIES_AT_ROOT!r}; the image was not written by modelreg",
     )
+
+
+def at_root_label(reused: Sequence[ReusedLayer]) -> dict[str, str]:
+    """The manifest annotation (and so config label) naming the reused layers by diff_id.
+
+    ``docker push`` drops every annotation but copies the config byte for byte: from its
+    labels a reader still knows which layers hold their files at their own paths."""
+    if not reused:
+        return {}
+    return {LABEL_AT_ROOT: canonical_json(sorted(layer.diff_id for layer in reused)).decode()}
+
+
+def at_root_diff_ids(labels: Mapping[str, str]) -> frozenset[str]:
+    """The diff_ids :func:`at_root_label` named; empty when there is no such label."""
+    import json
+
+    try:
+        found = json.loads(labels.get(LABEL_AT_ROOT, "[]"))
+    except ValueError:
+        found = None
+    if not isinstance(found, list) or not all(isinstance(d, str) for d in found):
+        raise IntegrityError(
+            f"the image config's label {LABEL_AT_ROOT} is malformed",
+            "the image was not written by modelreg; nothing was written",
+        )
+    return frozenset(found)
+
+
+def with_config_roots(
+    layers: Sequence[FileLayer], diff_ids: Mapping[str, str], labels: Mapping[str, str]
+) -> list[FileLayer]:
+    """``layers`` of an image, those the config's label names (by diff_id) at their paths."""
+    at_root = at_root_diff_ids(labels)
+    return [
+        dataclasses.replace(layer, root=None)
+        if diff_ids.get(layer.descriptor.digest) in at_root
+        else layer
+        for layer in layers
+    ]
 
 
 def check_layer(
