@@ -250,6 +250,13 @@ def test_import_to_another_registry_copies_the_blobs_as_they_are(
     pulled = api.pull(f"{other.host}/{dest_name}:v1", tmp_path / "far", stores=stores)
     source_files = api.pull(f"{source}:latest", tmp_path / "near", stores=stores).path
     assert files_of(pulled.path) == files_of(source_files)
+    # the version travels like any other: copy it back, pull it
+    back = api.copy(
+        f"{other.host}/{dest_name}:v1", f"{registry.host}/{unique_repo()}", stores=stores
+    )
+    assert back.digest == imported.digest
+    again = api.pull(f"{back.repository}@{back.digest}", tmp_path / "back", stores=stores)
+    assert files_of(again.path) == files_of(source_files)
 
 
 def _link(name: str, kind: bytes, target: str) -> bytes:
