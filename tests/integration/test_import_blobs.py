@@ -568,3 +568,23 @@ def test_an_image_layer_naming_an_unknown_root_is_refused(
     out = cli("pull", f"{name}:latest", str(tmp_path / "out"))
     assert out.returncode == 6 and "dev.modelreg.root" in out.stderr, out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tar_of_very_many_entries_is_repacked_with_memory_bounded(
+    stores: Stores, registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelreg.formats import reuse
+
+    monkeypatch.setattr(reuse, "MAX_ENTRIES", 3)
+    name = f"{registry.host}/{unique_repo('many')}"
+    files = {f"part-{index}.bin": bytes([index]) for index in range(5)}
+    push_artifact(
+        repository(stores, name),
+        f"{KIT}.config.v1+json",
+        json.dumps(KITFILE).encode(),
+        [(f"{KIT}.model.v1.tar", tar_of(files), {})],
+    )
+    imported = import_oci(f"{name}:latest", f"{registry.host}/{unique_repo()}", stores=stores)
+    assert imported.reused_layers == 0 and "more than 3 entries" in imported.repacked[0]
+    pulled = api.pull(f"{imported.repository}@{imported.digest}", tmp_path / "out", stores=stores)
+    assert files_of(pulled.path) == files

@@ -12,7 +12,8 @@ harmless for both. One pass over the verified blob decides:
   what ``pull`` accepts but an engine would honour — set-uid/set-gid/sticky bits,
   files or directories not readable by all, PAX records beyond names, sizes, times
   and owners (extended attributes, ACLs, file capabilities), global PAX headers,
-  entries under ``.modelreg/`` (modelreg's lineage), bytes after the archive's end;
+  entries under ``.modelreg/`` (modelreg's lineage), bytes after the archive's end,
+  over ``MAX_ENTRIES`` entries (the file list is held in memory);
 * reused otherwise, with what the image needs computed on the way: the digest of
   the uncompressed tar (the config's ``diff_id``) and the sha256 of every file
   (the layer's ``dev.modelreg.files`` list, which inspect, show and selective
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,7 @@ _PLAIN_RECORDS = frozenset(
     {"path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"}
 )
 FILE_LIST_BUDGET = 2 * 1024 * 1024
+MAX_ENTRIES = 100_000
 _REFUSED = "the layer is unsafe to serve as an image layer; nothing was written at DEST"
 
 
@@ -93,8 +96,6 @@ def at_root_label(reused: Sequence[ReusedLayer]) -> dict[str, str]:
 
 def at_root_diff_ids(labels: Mapping[str, str]) -> frozenset[str]:
     """The diff_ids :func:`at_root_label` named; empty when there is no such label."""
-    import json
-
     try:
         found = json.loads(labels.get(LABEL_AT_ROOT, "[]"))
     except ValueError:
@@ -186,6 +187,8 @@ def _walk(tar: Readable, where: str) -> tuple[dict[str, str], set[str]] | str:
     directories: set[str] = set()
     reason = ""
     for member in reader.members():
+        if len(files) + len(directories) >= MAX_ENTRIES:
+            return f"it has more than {MAX_ENTRIES} entries"  # memory stays bounded
         path = _checked_entry(member)  # unsafe: IntegrityError, as pull
         name = str(path)
         if not path.parts:
