@@ -298,6 +298,7 @@ class TarStream:
         self._readinto = getattr(stream, "readinto", None)
         self._buffer = memoryview(bytearray(buffer_size))
         self._pending = 0  # data bytes (padding included) of the current member not read yet
+        self.global_headers = False  # a global PAX header was read (tar readers differ on it)
 
     def members(self) -> Iterator[tarfile.TarInfo]:
         global_pax: dict[str, str] = {}
@@ -314,11 +315,16 @@ class TarStream:
                 raise IntegrityError(f"layer is not a valid tar archive: {exc}") from None
             if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
                 records = _pax_records(self._small_data(info.size))
+                if info.type == tarfile.XGLTYPE:
+                    self.global_headers = True
+                else:
+                    _once(extended, records)
                 (global_pax if info.type == tarfile.XGLTYPE else extended).update(records)
                 continue
             if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
                 value = self._small_data(info.size).split(b"\0", 1)[0]
                 key = "path" if info.type == tarfile.GNUTYPE_LONGNAME else "linkpath"
+                _once(extended, {key: ""})
                 extended[key] = value.decode("utf-8", "surrogateescape")
                 continue
             _apply_extended(info, {**global_pax, **extended})
@@ -329,17 +335,24 @@ class TarStream:
 
     def copy_to(self, fd: int, size: int) -> None:
         """Write the current member's ``size`` data bytes to ``fd``; skip its padding."""
+
+        def write(view: memoryview) -> None:
+            while view:
+                view = view[os.write(fd, view) :]
+
+        self.feed(size, write)
+
+    def feed(self, size: int, sink: Callable[[memoryview], None]) -> None:
+        """Hand the current member's ``size`` data bytes to ``sink`` chunk by chunk."""
         if _padded(size) != self._pending:
-            raise AssertionError("copy_to must get the size of the current member")
+            raise AssertionError("feed must get the size of the current member")
         remaining = size
         buffer = self._buffer
         while remaining:
             count = self._read_into(buffer[: min(remaining, len(buffer))])
             if not count:
                 raise IntegrityError("layer is not a valid tar archive: unexpected end of data")
-            view = buffer[:count]
-            while view:
-                view = view[os.write(fd, view) :]
+            sink(buffer[:count])
             remaining -= count
         self._pending -= size
 
@@ -402,6 +415,16 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
+def _once(extended: dict[str, str], records: dict[str, str]) -> None:
+    """An entry's name given twice (GNU long name and PAX path): tar readers differ on
+    which wins, so the name is ambiguous."""
+    for key in ("path", "linkpath"):
+        if key in records and key in extended:
+            raise IntegrityError(
+                f"layer is not a valid tar archive: an entry's {key} is given twice"
+            )
+
+
 def _apply_extended(info: tarfile.TarInfo, records: dict[str, str]) -> None:
     if info.type == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse") for k in records):
         raise IntegrityError(
@@ -417,6 +440,7 @@ def _apply_extended(info: tarfile.TarInfo, records: dict[str, str]) -> None:
         info.size = int(records["size"])
     if info.isdir():
         info.name = info.name.rstrip("/")
+    info.pax_headers = records  # what else the entry carries (formats.reuse reads it)
 
 
 def read_single_file(stream: Readable, *, root: str = META_ROOT, limit: int) -> bytes:

@@ -15,10 +15,11 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._json import canonical_json
 from .compression import DecodingReader, compression_of
-from .copies import diff_ids, is_recompressed, read_config
+from .copies import diff_ids, is_recompressed, labels, read_config
 from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound
 from .hashcache import DigestCache, fingerprint
@@ -52,6 +53,9 @@ from .parallel import ProgressHub, concurrency_from, run_layers
 from .partial import PartialArea
 from .selection import Selection, check_written, select_layers
 from .store.base import Repository
+
+if TYPE_CHECKING:
+    from .formats.layers import FileLayer
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def meta_layer(name: str, data: bytes) -> tuple[LayerPlan, str]:
 
 def push_model(
     repository: Repository,
-    path: Path,
+    path: Path | None,
     *,
     annotations: Mapping[str, str],
     meta_layers: Sequence[LayerPlan] = (),
@@ -100,6 +104,7 @@ def push_model(
     push_manifest: bool = True,
     extra_blobs: Sequence[bytes] = (),
     concurrency: int | None = None,
+    leading_layers: Sequence[tuple[Descriptor, str]] = (),
 ) -> PushedImage:
     """Push the files at ``path`` as an untagged image manifest; return it.
 
@@ -109,10 +114,13 @@ def push_model(
     built: the caller pushes it (under a tag) itself. ``extra_blobs`` are small
     blobs the caller will reference next (mounted like the rest when the registry
     holds them elsewhere). Up to ``concurrency`` layers go at once.
+
+    ``leading_layers`` (descriptor, diff_id) come first: blobs the caller has put in
+    the repository itself (an import's reused layers); ``path`` may then be None.
     """
     cache = cache or DigestCache(None)
-    layers = [*plan_layers(scan_model(path)), *meta_layers]
-    _check_annotation_budget(annotations, len(layers))
+    layers = [*(plan_layers(scan_model(path)) if path else []), *meta_layers]
+    _check_annotation_budget(annotations, len(layers) + len(leading_layers))
     hub = ProgressHub(progress or _silent, TransferEvent, sum(plan.size for plan in layers))
     pushed = run_layers(
         layers,
@@ -123,7 +131,7 @@ def push_model(
     )
     digests = [digest for digest, _ in pushed]
     uploaded = sum(sent for _, sent in pushed)
-    config, manifest, data = _image(layers, digests, annotations, cache)
+    config, manifest, data = _image(layers, digests, annotations, cache, leading_layers)
     for blob in [config, *extra_blobs]:
         _push_small(repository, blob, cache)
     if push_manifest:
@@ -160,13 +168,14 @@ def _image(
     digests: Sequence[str],
     annotations: Mapping[str, str],
     cache: DigestCache,
+    leading: Sequence[tuple[Descriptor, str]] = (),
 ) -> tuple[bytes, Manifest, bytes]:
     """Config bytes, manifest and manifest bytes for layers with these digests."""
-    descriptors = tuple(
+    descriptors = tuple(layer for layer, _ in leading) + tuple(
         Descriptor(LAYER_TAR, digest, plan.size, _layer_annotations(plan, cache))
         for plan, digest in zip(layers, digests, strict=True)
     )
-    config = image_config(list(digests), annotations)
+    config = image_config([*(diff_id for _, diff_id in leading), *digests], annotations)
     manifest = Manifest(
         config=Descriptor(IMAGE_CONFIG, sha256_digest(config), len(config)),
         layers=descriptors,
@@ -321,7 +330,8 @@ def unpack_model(
     recompressed is checked against its config's ``diff_ids`` as it is unpacked.
     """
     from . import formats
-    from .formats.layers import FileLayer, unpack
+    from .formats import reuse
+    from .formats.layers import unpack
 
     what = f"{repository.name}"
     foreign = formats.form_of(manifest) != formats.IMAGE
@@ -333,6 +343,8 @@ def unpack_model(
         ids = diff_ids(config, manifest)
         uncompressed = dict(zip((x.digest for x in manifest.layers), ids, strict=True))
     file_layers = formats.file_layers(manifest)
+    if uncompressed:  # a copy that dropped the layer annotations: the config still says
+        file_layers = reuse.with_config_roots(file_layers, uncompressed, labels(config))
     chosen = {
         layer.digest
         for layer in select_layers([f.descriptor for f in file_layers], selection, what)
@@ -360,7 +372,9 @@ def unpack_model(
                     if foreign:
                         written = unpack(file_layer, reader, target, wanted)
                     else:
-                        written = _unpack_image_layer(reader, layer, uncompressed, target, wanted)
+                        written = _unpack_image_layer(
+                            reader, file_layer, uncompressed, target, wanted
+                        )
                     reader.finish()
                 except IntegrityError:
                     if partial is not None:
@@ -391,17 +405,19 @@ def unpack_model(
 
 def _unpack_image_layer(
     reader: VerifyingReader,
-    layer: Descriptor,
+    file_layer: FileLayer,
     uncompressed: dict[str, str],
     target: Path,
     wanted: Callable[[str], bool] | None,
 ) -> list[str]:
-    """One layer of a model image (maybe recompressed by another tool) into ``target``."""
+    """One layer of a model image (maybe recompressed by another tool, or a tar layer
+    reused from another tool's artifact: ``file_layer.root``) into ``target``."""
+    layer = file_layer.descriptor
     if compression_of(layer.media_type):
         decoded = DecodingReader(
             reader, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
         )
-        files = _unpack_tar(decoded, target, layer, reader, wanted)
+        files = _unpack_tar(decoded, target, file_layer, reader, wanted)
         decoded.finish()
         return files
     if uncompressed and uncompressed[layer.digest] != layer.digest:
@@ -409,19 +425,20 @@ def _unpack_image_layer(
             f"layer {layer.digest} is not the config's diff_id {uncompressed[layer.digest]}",
             "the image's config and layers disagree; nothing was kept",
         )
-    return _unpack_tar(reader, target, layer, reader, wanted)
+    return _unpack_tar(reader, target, file_layer, reader, wanted)
 
 
 def _unpack_tar(
     stream: Readable,
     target: Path,
-    layer: Descriptor,
+    file_layer: FileLayer,
     blob: VerifyingReader,
     wanted: Callable[[str], bool] | None,
 ) -> list[str]:
     """``unpack_layer``; an intact blob that is not a tar is bad input, named."""
+    layer = file_layer.descriptor
     try:
-        return unpack_layer(stream, target, wanted=wanted)
+        return unpack_layer(stream, target, root=file_layer.root, wanted=wanted)
     except IntegrityError as exc:
         if not exc.message.startswith("layer is not a valid tar archive"):
             raise

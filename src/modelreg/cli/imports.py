@@ -127,6 +127,10 @@ def import_(
     verb = "already holds" if result.get("existed") else "imported"
     say(f"{result['repository']}{version} {verb} {result['source']} ({result['form']})")
     say(f"reference: {result['reference']}")
+    if result.get("reused_layers"):
+        say(f"{result['reused_layers']} layer(s) of the source kept as the same blobs")
+    for repacked in result.get("repacked", ()):
+        say(f"repacked under /model/: {repacked}")
 
 
 @app.command("modelpack")

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError
 from ..oci import Manifest, layer_title
-from ..packing import MODEL_ROOT
-from . import modelkit, modelpack
+from . import modelkit, modelpack, reuse
 from .layers import FileLayer
 
 if TYPE_CHECKING:
@@ -59,10 +58,19 @@ def file_layers(manifest: Manifest) -> list[FileLayer]:
         return modelpack.file_layers(manifest)
     if form == MODELKIT:
         return modelkit.file_layers(manifest)
+    from ..compression import compression_of
     from ..transfer import model_layers  # here: transfer imports this package
 
+    # a layer reused from another tool's artifact says so (formats.reuse); ours: /model
     return [
-        FileLayer(layer, True, "", "", MODEL_ROOT, layer_title(layer) or "")
+        FileLayer(
+            layer,
+            True,
+            compression_of(layer.media_type),
+            "",
+            reuse.root_of(layer),
+            layer_title(layer) or "",
+        )
         for layer in model_layers(manifest)
     ]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..digest import sha256_digest
 from ..errors import InvalidInput
 from ..oci import IMAGE_MANIFEST, Descriptor, Manifest
-from . import IMAGE, form_of, modelpack
+from . import IMAGE, form_of, modelpack, reuse
 
 if TYPE_CHECKING:
     from ..lineage import Lineage
@@ -90,6 +90,12 @@ def publish_modelpack(
         raise InvalidInput(
             f"{repository.name}@{image_descriptor.digest} is not a modelreg model image",
             "add the ModelPack form to a version pushed with modelreg push",
+        )
+    if any(reuse.ANNOTATION_ROOT in layer.annotations for layer in image.layers):
+        raise InvalidInput(
+            f"{repository.name}@{image_descriptor.digest} was imported over another tool's "
+            "layers, whose files are not under model/ as a ModelPack form of it would say",
+            "hand out the artifact it was imported from (lineage modelreg.import.source)",
         )
     names = [
         name

@@ -262,7 +262,31 @@ def usage_lines(name: str, info: api.ModelInfo) -> dict[str, str]:
         )
     else:
         lines["copy to a registry"] = f"modelreg copy {pinned} REGISTRY/{name}"
+    lines["files in a container"] = container_paths(info)
     return lines
+
+
+def container_paths(info: api.ModelInfo) -> str:
+    """Where an engine puts the files: /model/, or (layers reused by an import) their paths."""
+    from ..formats.reuse import ANNOTATION_ROOT
+    from ..oci import ANNOTATION_FILES
+    from ..transfer import model_layers
+
+    layers = model_layers(info.manifest)
+    own = [layer for layer in layers if ANNOTATION_ROOT not in layer.annotations]
+    if len(own) == len(layers):
+        return "/model/ (e.g. /model/<file>; below the mountPath in an image volume)"
+    reused = sorted(
+        name
+        for layer in layers
+        if ANNOTATION_ROOT in layer.annotations
+        for name in json.loads(layer.annotations.get(ANNOTATION_FILES, "{}"))
+    )
+    example = f" (e.g. /{reused[0]})" if reused else ""
+    text = (
+        f"at their own paths from the image root, as the imported artifact laid them out{example}"
+    )
+    return text + ("; files repacked at import under /model/" if own else "")
 
 
 @dataclass(frozen=True)
