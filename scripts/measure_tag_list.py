@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers.hostile_registry import HostileRegistry, Reply  # noqa: E402
+from helpers.hostile_registry import HostileRegistry, Reply
 
 LIMIT = 240  # seconds
 
