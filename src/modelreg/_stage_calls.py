@@ -50,7 +50,7 @@ def promote(
         stores=stores,
         sign_content=sign_content,
     )
-    return moved.outcome
+    return moved
 
 
 def approve(
@@ -68,7 +68,7 @@ def approve(
     from . import lifecycle
 
     approved = lifecycle.approve(reference, to=stage, key=key, policy=policy, stores=stores)
-    return approved.outcome
+    return approved
 
 
 def rollback(
@@ -87,7 +87,7 @@ def rollback(
     from . import lifecycle
 
     rolled = lifecycle.rollback(repository, stage=stage, key=key, policy=policy, stores=stores)
-    return rolled.outcome
+    return rolled
 
 
 def history(

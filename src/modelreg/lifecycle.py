@@ -21,14 +21,15 @@ Trust comes from ``trust=[key.pub, ...]`` / ``policy=FILE`` (or a ready
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 from .reference import Reference, as_reference
+from .stages.outcome import Outcome
 from .store import Stores
 from .store import opened as _opened
 
@@ -37,46 +38,24 @@ if TYPE_CHECKING:  # the trust stack (cryptography) loads with the first call th
     from .policy import TrustPolicy
     from .retention import GcReport, RetentionRules
     from .signing import SigningKey
-    from .stages import HistoryEntry, Outcome, VerifiedStage
+    from .stages import HistoryEntry, VerifiedStage
     from .transfer import Progress
 
 PathLike = str | Path
 
 
-@dataclass(frozen=True)
-class PromotionResult:
-    """What promote/approve/rollback did to a stage: its (proposed) head and who signed."""
+@dataclass(frozen=True, kw_only=True)
+class PromotionResult(Outcome):
+    """What promote/approve/rollback did to a stage (an :class:`~.stages.Outcome`), and where."""
 
     repository: str
-    status: str  # "promoted" (the stage moved), "pending" (awaits approvals), "unchanged"
-    stage: str
-    digest: str
-    version: int | None
-    sequence: int
-    signers: tuple[str, ...] = ()
-    needed: int = 1
-    archived: PromotionResult | None = None
-    notes: tuple[str, ...] = ()
-    proposal: Mapping[str, object] | None = None  # what an approval signed, field by field
-    outcome: Outcome = field(repr=False, compare=False, kw_only=True)  # what stages returned
 
     @classmethod
     def from_outcome(cls, repository: str, outcome: Outcome) -> PromotionResult:
-        archived = outcome.archived
-        return cls(
-            repository=repository,
-            status=outcome.status,
-            stage=outcome.stage,
-            digest=outcome.digest,
-            version=outcome.version,
-            sequence=outcome.sequence,
-            signers=tuple(outcome.signers),
-            needed=outcome.needed,
-            archived=cls.from_outcome(repository, archived) if archived else None,
-            notes=tuple(outcome.notes),
-            proposal=outcome.proposal,
-            outcome=outcome,
-        )
+        values = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(Outcome)}
+        if outcome.archived is not None:
+            values["archived"] = cls.from_outcome(repository, outcome.archived)
+        return cls(repository=repository, **values)
 
     @property
     def reference(self) -> str:
@@ -95,17 +74,8 @@ class PromotionResult:
         return {
             "repository": self.repository,
             "reference": self.reference,
-            "status": self.status,
-            "stage": self.stage,
-            "digest": self.digest,
-            "version": self.version,
-            "sequence": self.sequence,
-            "signers": list(self.signers),
-            "needed": self.needed,
+            **super().to_dict(),
             "pendingApprovals": self.pending_approvals,
-            "archived": self.archived.to_dict() if self.archived else None,
-            "notes": list(self.notes),
-            "proposal": dict(self.proposal) if self.proposal is not None else None,
         }
 
 

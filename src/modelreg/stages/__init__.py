@@ -27,7 +27,7 @@ _EXPORTS = {
     "history": "log",
     "ARCHIVED": "move",
     "PRODUCTION": "move",
-    "Outcome": "move",
+    "Outcome": "outcome",
     "approve": "move",
     "promote": "move",
     "rollback": "move",
@@ -38,7 +38,8 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from .chain import stage_sequences, verified_chain
     from .log import HistoryEntry, history
-    from .move import ARCHIVED, PRODUCTION, Outcome, approve, promote, rollback
+    from .move import ARCHIVED, PRODUCTION, approve, promote, rollback
+    from .outcome import Outcome
     from .verify import VerifiedStage, verify_stage
 
 
