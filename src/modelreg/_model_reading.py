@@ -7,12 +7,10 @@ nothing here downloads a model's files, only the small blobs the lineage names.
 from __future__ import annotations
 
 import io
-import json
 from typing import TYPE_CHECKING
 
 from .copies import layer_of_content, model_annotations, read_layer
-from .errors import IntegrityError
-from .oci import ANNOTATION_FILES, Descriptor, Manifest, layer_title
+from .oci import Descriptor, Manifest, layer_title, listed_files
 from .packing import read_single_file
 from .store.base import Repository
 from .transfer import model_layers
@@ -77,17 +75,9 @@ def model_files(manifest: Manifest) -> dict[str, str]:
     """File name → content identity: file sha256 for bundled files, layer digest otherwise."""
     files: dict[str, str] = {}
     for layer in model_layers(manifest):
-        listed = layer.annotations.get(ANNOTATION_FILES)
-        if listed:
-            try:
-                bundled = json.loads(listed)
-            except ValueError:
-                bundled = None
-            if not isinstance(bundled, dict) or not all(
-                isinstance(v, str) for v in bundled.values()
-            ):
-                raise IntegrityError(f"layer {layer.digest}: {ANNOTATION_FILES} is malformed")
-            files.update(bundled)
+        listed = listed_files(layer)
+        if listed is not None:
+            files.update(listed)
             continue
         title = layer_title(layer)
         if title:

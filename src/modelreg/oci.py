@@ -88,6 +88,30 @@ def layer_title(layer: Descriptor) -> str | None:
     return layer.annotations.get(ANNOTATION_LAYER_TITLE) or layer.annotations.get(ANNOTATION_TITLE)
 
 
+def listed_files(layer: Descriptor) -> dict[str, str] | None:
+    """The ``{path: sha256}`` a bundle layer's ``dev.modelreg.files`` lists; None without one.
+
+    Raises IntegrityError when the annotation is there but is not such a map: what a
+    layer says it holds decides what is selected and shown, so a garbled list is refused
+    rather than read as "no list".
+    """
+    listed = layer.annotations.get(ANNOTATION_FILES)
+    if not listed:
+        return None
+    try:
+        files = json.loads(listed)
+    except ValueError:
+        files = None
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and isinstance(value, str) for name, value in files.items()
+    ):
+        raise IntegrityError(
+            f"layer {layer.digest}: {ANNOTATION_FILES} is malformed",
+            "the registry or whoever pushed this model altered its manifest; push it again",
+        )
+    return files
+
+
 def layer_name(layer: Descriptor) -> str:
     """What progress and errors call a layer: its file name, else a short digest."""
     return layer_title(layer) or layer.digest[:19]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from .errors import InvalidInput
-from .oci import ANNOTATION_FILES, Descriptor, layer_title
+from .oci import Descriptor, layer_title, listed_files
 from .packing import MODEL_ROOT
 
 MAX_PATTERN = 1024
@@ -95,15 +95,9 @@ def _matches(path: str, pattern: str) -> bool:
 
 def layer_files(layer: Descriptor) -> list[str] | None:
     """The model files ``layer`` holds, from its annotations; None when it does not say."""
-    listed = layer.annotations.get(ANNOTATION_FILES)
+    listed = listed_files(layer)
     if listed is not None:
-        try:
-            names = json.loads(listed)
-        except ValueError:
-            return None
-        if isinstance(names, dict) and all(isinstance(n, str) for n in names):
-            return sorted(names)
-        return None
+        return sorted(listed)
     title = layer_title(layer)
     if title and title != MODEL_ROOT:
         return [title]

@@ -26,7 +26,14 @@ from typing import Any
 from .._json import canonical_json, load_json_object
 from ..digest import hex_part, sha256_digest
 from ..errors import IntegrityError
-from ..oci import ANNOTATION_FILES, IMAGE_MANIFEST, Descriptor, Manifest, layer_title
+from ..oci import (
+    ANNOTATION_FILES,
+    IMAGE_MANIFEST,
+    Descriptor,
+    Manifest,
+    layer_title,
+    listed_files,
+)
 from ..packing import META_ROOT, MODEL_ROOT
 from .layers import FileLayer, safe_path
 
@@ -166,14 +173,9 @@ def _kind(name: str) -> str:
 
 
 def layer_files(layer: Descriptor) -> list[str]:
-    listed = layer.annotations.get(ANNOTATION_FILES)
-    if listed:
-        try:
-            names = json.loads(listed)
-        except ValueError:
-            names = None
-        if isinstance(names, dict):
-            return [str(name) for name in names]
+    listed = listed_files(layer)
+    if listed is not None:
+        return list(listed)
     title = layer_title(layer)
     return [title] if title else []
 
