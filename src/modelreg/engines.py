@@ -36,7 +36,7 @@ from .oci import (
     Manifest,
     layer_name,
 )
-from .packing import _END_OF_ARCHIVE, _header, _padded
+from .packing import END_OF_ARCHIVE, padded, tar_header
 from .reference import Reference, as_reference, is_registry_host, parse_reference, validate_tag
 from .store import Stores, opened
 from .store.base import Repository, read_small_blob
@@ -130,7 +130,7 @@ def image_archive(
         }
     ]
     yield from _entry("manifest.json", canonical_json(docker_manifest))
-    yield _END_OF_ARCHIVE
+    yield END_OF_ARCHIVE
 
 
 def _blob_path(digest: str) -> str:
@@ -138,16 +138,16 @@ def _blob_path(digest: str) -> str:
 
 
 def _entry(name: str, data: bytes) -> Iterator[bytes]:
-    yield _header(name, tarfile.REGTYPE, len(data), 0o644)
+    yield tar_header(name, tarfile.REGTYPE, len(data), 0o644)
     yield data
-    yield b"\0" * (_padded(len(data)) - len(data))
+    yield b"\0" * (padded(len(data)) - len(data))
 
 
 def _blob_entry(
     repository: Repository, descriptor: Descriptor, progress: Progress | None
 ) -> Iterator[bytes]:
     title = layer_name(descriptor)
-    yield _header(_blob_path(descriptor.digest), tarfile.REGTYPE, descriptor.size, 0o644)
+    yield tar_header(_blob_path(descriptor.digest), tarfile.REGTYPE, descriptor.size, 0o644)
     with repository.open_blob(descriptor) as raw:
         reader = VerifyingReader(
             raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
@@ -161,7 +161,7 @@ def _blob_entry(
                     )
                 )
         reader.finish()
-    yield b"\0" * (_padded(descriptor.size) - descriptor.size)
+    yield b"\0" * (padded(descriptor.size) - descriptor.size)
 
 
 # ----- the engine ------------------------------------------------------------------

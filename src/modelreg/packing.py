@@ -32,7 +32,7 @@ LARGE_FILE = 8 * 1024 * 1024
 MAX_LAYERS = 100
 CHUNK = 2 * 1024 * 1024
 BLOCK = 512
-_END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class LayerPlan:
     def size(self) -> int:
         return (
             sum(len(h) for h in self._headers)
-            + sum(_padded(f.size) for f in self.files)
-            + len(_END_OF_ARCHIVE)
+            + sum(padded(f.size) for f in self.files)
+            + len(END_OF_ARCHIVE)
         )
 
     @property
@@ -76,10 +76,10 @@ class LayerPlan:
         for entry in self.files:
             yield next(headers)
             yield from _file_chunks(entry)
-            padding = _padded(entry.size) - entry.size
+            padding = padded(entry.size) - entry.size
             if padding:
                 yield b"\0" * padding
-        yield _END_OF_ARCHIVE
+        yield END_OF_ARCHIVE
 
 
 def make_layer(
@@ -94,15 +94,15 @@ def make_layer(
             parent = parent.parent
     directories.update(f"{root}/{d}" for d in extra_dirs)
     dir_names = tuple(sorted(directories, key=lambda d: d.encode()))
-    headers = [_header(f"{d}/", tarfile.DIRTYPE, 0, 0o755) for d in dir_names]
+    headers = [tar_header(f"{d}/", tarfile.DIRTYPE, 0, 0o755) for d in dir_names]
     headers.extend(
-        _header(f"{root}/{f.name}", tarfile.REGTYPE, f.size, 0o755 if f.executable else 0o644)
+        tar_header(f"{root}/{f.name}", tarfile.REGTYPE, f.size, 0o755 if f.executable else 0o644)
         for f in ordered
     )
     return LayerPlan(root, title, tuple(ordered), dir_names, tuple(headers))
 
 
-def _header(name: str, kind: bytes, size: int, mode: int) -> bytes:
+def tar_header(name: str, kind: bytes, size: int, mode: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.size = size
@@ -113,7 +113,7 @@ def _header(name: str, kind: bytes, size: int, mode: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
-def _padded(size: int) -> int:
+def padded(size: int) -> int:
     return (size + BLOCK - 1) // BLOCK * BLOCK
 
 
@@ -260,11 +260,11 @@ def unpack_layer(
         destination = target.joinpath(*relative.parts) if relative.parts else target
         if member.isdir():
             if wanted is None:
-                _make_dirs(target, relative)
+                make_dirs(target, relative)
             continue
         if wanted is not None and not wanted(str(relative)):
             continue
-        _make_dirs(target, relative.parent)
+        make_dirs(target, relative.parent)
         mode = 0o755 if member.mode & 0o111 else 0o644
         try:
             fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
@@ -330,7 +330,7 @@ class TarStream:
             _apply_extended(info, {**global_pax, **extended})
             extended = {}
             if info.type in _DATA_TYPES or info.type not in tarfile.SUPPORTED_TYPES:
-                self._pending = _padded(info.size)
+                self._pending = padded(info.size)
             yield info
 
     def copy_to(self, fd: int, size: int) -> None:
@@ -344,7 +344,7 @@ class TarStream:
 
     def feed(self, size: int, sink: Callable[[memoryview], None]) -> None:
         """Hand the current member's ``size`` data bytes to ``sink`` chunk by chunk."""
-        if _padded(size) != self._pending:
+        if padded(size) != self._pending:
             raise AssertionError("feed must get the size of the current member")
         remaining = size
         buffer = self._buffer
@@ -370,7 +370,7 @@ class TarStream:
     def _small_data(self, size: int) -> bytes:
         if size > _MAX_HEADER_DATA:
             raise IntegrityError(f"layer has an extended tar header of {size} bytes")
-        data = bytearray(_padded(size))
+        data = bytearray(padded(size))
         self._fill(memoryview(data))
         return bytes(data[:size])
 
@@ -469,7 +469,7 @@ def read_single_file(stream: Readable, *, root: str = META_ROOT, limit: int) -> 
 def _safe_relative(
     member: tarfile.TarInfo, root: str | None, *, skip_meta: bool = True
 ) -> PurePosixPath | None:
-    path = _checked_entry(member)
+    path = checked_entry(member)
     if not path.parts:  # "." or "./": the layer's own root, above /model
         if member.isdir():
             return None
@@ -483,23 +483,37 @@ def _safe_relative(
     return PurePosixPath(*path.parts[1:])
 
 
-def _checked_entry(member: tarfile.TarInfo) -> PurePosixPath:
-    """A tar entry's relative path, refused unless it is a plain file or directory inside."""
-    name = member.name
-    while name.startswith("./"):
-        name = name[2:]
-    path = PurePosixPath(name)
-    if not name or path.is_absolute() or "\0" in name or "\\" in name:
-        raise IntegrityError(f"unsafe path in layer: {member.name!r}")
-    if any(part in ("..", "") for part in name.rstrip("/").split("/")):
-        raise IntegrityError(f"unsafe path in layer: {member.name!r} escapes the model directory")
-    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+def relative_path(value: str, where: str) -> PurePosixPath:
+    """``value`` as a relative path that stays below the target, or IntegrityError naming
+    ``where``: the one rule for a tar entry's name and a foreign layer's file path."""
+    text = value
+    while text.startswith("./"):
+        text = text[2:]
+    text = text.rstrip("/")
+    if not text or text.startswith("/") or "\0" in text or "\\" in text:
+        raise IntegrityError(
+            f"{where}: file path {value!r} is not a relative path",
+            "the artifact names a path outside the model directory; it was not written",
+        )
+    parts = text.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise IntegrityError(
+            f"{where}: file path {value!r} escapes the model directory",
+            "the artifact names a path outside the model directory; it was not written",
+        )
+    longest = max(len(os.fsencode(part)) for part in parts)
     if longest > NAME_MAX:
         raise IntegrityError(
-            f"layer entry {member.name[:60]!r}… has a {longest}-byte name, longer than any "
+            f"{where}: file path {value[:60]!r}… has a {longest}-byte name, longer than any "
             f"file system allows ({NAME_MAX})",
-            "modelreg never writes such a name: the image was not pushed by modelreg",
+            "modelreg never writes such a name: the artifact was not pushed by modelreg",
         )
+    return PurePosixPath(*parts)
+
+
+def checked_entry(member: tarfile.TarInfo) -> PurePosixPath:
+    """A tar entry's relative path, refused unless it is a plain file or directory inside."""
+    path = relative_path(member.name, "unsafe path in layer")
     if any(part.startswith(".wh.") for part in path.parts):
         raise IntegrityError(f"whiteout entry in layer: {member.name!r}")
     if not (member.isreg() or member.isdir()):
@@ -511,7 +525,7 @@ def _checked_entry(member: tarfile.TarInfo) -> PurePosixPath:
     return path
 
 
-def _make_dirs(target: Path, relative: PurePosixPath) -> None:
+def make_dirs(target: Path, relative: PurePosixPath) -> None:
     current = target
     for part in relative.parts:
         current = current / part

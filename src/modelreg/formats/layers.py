@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from ..digest import CHUNK, Readable
 from ..errors import IntegrityError
 from ..oci import Descriptor
-from ..packing import _make_dirs, unpack_layer
+from ..packing import make_dirs, relative_path, unpack_layer
 
 COMPRESSIONS = ("", "gzip", "zstd")
 _REFUSED = "the layer is damaged or unsafe; nothing was written (ask its publisher to re-push)"
@@ -35,26 +35,6 @@ class FileLayer:
 
     def __post_init__(self) -> None:
         assert self.compression in COMPRESSIONS
-
-
-def safe_path(value: str, where: str) -> PurePosixPath:
-    """A relative path that stays below the target, or IntegrityError naming ``where``."""
-    text = value
-    while text.startswith("./"):
-        text = text[2:]
-    text = text.rstrip("/")
-    if not text or text.startswith("/") or "\0" in text or "\\" in text:
-        raise IntegrityError(
-            f"{where}: file path {value!r} is not a relative path",
-            "the artifact names a path outside the model directory; it was not written",
-        )
-    parts = text.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise IntegrityError(
-            f"{where}: file path {value!r} escapes the model directory",
-            "the artifact names a path outside the model directory; it was not written",
-        )
-    return PurePosixPath(*parts)
 
 
 def decoded(stream: Readable, compression: str, what: str) -> Readable:
@@ -82,7 +62,7 @@ def unpack(
     try:
         if layer.archive:
             return unpack_layer(source, target, root=layer.root, wanted=wanted)
-        relative = safe_path(layer.path, where)
+        relative = relative_path(layer.path, where)
         if wanted is not None and not wanted(str(relative)):
             while source.read(CHUNK):
                 pass
@@ -95,7 +75,7 @@ def unpack(
 
 
 def _write_raw(source: Readable, target: Path, relative: PurePosixPath) -> str:
-    _make_dirs(target, relative.parent)
+    make_dirs(target, relative.parent)
     destination = target.joinpath(*relative.parts)
     try:
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)

@@ -14,7 +14,8 @@ from typing import Any
 from .._json import load_json_object
 from ..errors import IntegrityError
 from ..oci import Manifest
-from .layers import FileLayer, safe_path
+from ..packing import relative_path
+from .layers import FileLayer
 
 CONFIG_MEDIA_TYPE = "application/vnd.kitops.modelkit.config.v1+json"
 MAX_KITFILE_BYTES = 1024 * 1024
@@ -41,7 +42,7 @@ def file_layers(manifest: Manifest) -> list[FileLayer]:
                 "nothing was written",
             )
         path = layer.annotations.get(_FILEPATH, "")
-        title = str(safe_path(path, where)) if path else f"{match.group(1)} {layer.digest[:19]}"
+        title = str(relative_path(path, where)) if path else f"{match.group(1)} {layer.digest[:19]}"
         layers.append(FileLayer(layer, True, match.group(2) or "", "", None, title))
     return layers
 

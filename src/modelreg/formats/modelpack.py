@@ -34,8 +34,8 @@ from ..oci import (
     layer_title,
     listed_files,
 )
-from ..packing import META_ROOT, MODEL_ROOT
-from .layers import FileLayer, safe_path
+from ..packing import META_ROOT, MODEL_ROOT, relative_path
+from .layers import FileLayer
 
 ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.model.config.v1+json"
@@ -103,7 +103,7 @@ def file_layers(manifest: Manifest) -> list[FileLayer]:
         packing = match.group(3)
         path = next((layer.annotations[k] for k in FILEPATH_KEYS if k in layer.annotations), "")
         if path:
-            path = str(safe_path(path, where))
+            path = str(relative_path(path, where))
         if packing == "raw" and not path:
             raise IntegrityError(
                 f"{where} is a raw file with no org.cncf.model.filepath annotation",

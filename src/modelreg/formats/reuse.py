@@ -41,7 +41,7 @@ from ..compression import LAYER_TAR_GZIP, LAYER_TAR_ZSTD, DecodingReader
 from ..digest import CHUNK, Readable, VerifyingReader
 from ..errors import IntegrityError
 from ..oci import ANNOTATION_FILES, ANNOTATION_LAYER_TITLE, LAYER_TAR, Descriptor
-from ..packing import META_ROOT, MODEL_ROOT, TarStream, _checked_entry
+from ..packing import META_ROOT, MODEL_ROOT, TarStream, checked_entry
 from .layers import FileLayer
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def _walk(tar: Readable, where: str) -> tuple[dict[str, str], set[str]] | str:
     for member in reader.members():
         if len(files) + len(directories) >= MAX_ENTRIES:
             return f"it has more than {MAX_ENTRIES} entries"  # memory stays bounded
-        path = _checked_entry(member)  # unsafe: IntegrityError, as pull
+        path = checked_entry(member)  # unsafe: IntegrityError, as pull
         name = str(path)
         if not path.parts:
             if member.isdir():
