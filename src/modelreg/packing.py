@@ -470,10 +470,8 @@ def _safe_relative(
     member: tarfile.TarInfo, root: str | None, *, skip_meta: bool = True
 ) -> PurePosixPath | None:
     path = checked_entry(member)
-    if not path.parts:  # "." or "./": the layer's own root, above /model
-        if member.isdir():
-            return None
-        raise IntegrityError(f"unsafe path in layer: {member.name!r}")
+    if not path.parts:  # the layer's own root directory, above /model
+        return None
     if root is None:
         return path
     if skip_meta and path.parts[0] == META_ROOT:
@@ -512,7 +510,10 @@ def relative_path(value: str, where: str) -> PurePosixPath:
 
 
 def checked_entry(member: tarfile.TarInfo) -> PurePosixPath:
-    """A tar entry's relative path, refused unless it is a plain file or directory inside."""
+    """A tar entry's relative path, refused unless it is a plain file or directory inside;
+    the empty path for the layer's own root directory (``tar -C DIR -cf - .`` writes "./")."""
+    if member.isdir() and member.name in (".", "./"):
+        return PurePosixPath()
     path = relative_path(member.name, "unsafe path in layer")
     if any(part.startswith(".wh.") for part in path.parts):
         raise IntegrityError(f"whiteout entry in layer: {member.name!r}")

@@ -191,10 +191,8 @@ def _walk(tar: Readable, where: str) -> tuple[dict[str, str], set[str]] | str:
             return f"it has more than {MAX_ENTRIES} entries"  # memory stays bounded
         path = checked_entry(member)  # unsafe: IntegrityError, as pull
         name = str(path)
-        if not path.parts:
-            if member.isdir():
-                continue
-            raise IntegrityError(f"unsafe path in {where}: {member.name!r}")
+        if not path.parts:  # the layer's own root directory
+            continue
         if name in files or (member.isreg() and name in directories):
             raise IntegrityError(f"{where} lists {name!r} twice")
         parents = {str(p) for p in PurePosixPath(name).parents if str(p) != "."}
