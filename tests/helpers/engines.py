@@ -3,9 +3,6 @@
 Findings baked in here (Debian 12: distribution 2.8.2, containerd 1.6.20,
 dockerd 20.10.24):
 
-Findings baked in here (Debian 12: distribution 2.8.2, containerd 1.6.20,
-dockerd 20.10.24):
-
 * containerd's ``io.containerd.internal.v1.opt`` plugin creates ``/opt/containerd``
   unless its ``path`` is configured, so it is pointed into ``workdir``; the CRI
   plugin (CNI, a streaming server on a TCP port) and the aufs/btrfs/zfs/devmapper
@@ -365,3 +362,21 @@ def run_dockerd(
         _kill_pids(_pids_mentioning(str(workdir)))
         _unmount_below(workdir)
         _remove_created_system_dirs(workdir)
+
+
+def podman_base(podman: str, storage: Path) -> list[str]:
+    """``podman`` on private storage under ``storage`` (vfs, no systemd): keep ``storage``
+    short, podman refuses a run root of 50 characters or more."""
+    return [
+        podman,
+        "--root",
+        str(storage / "root"),
+        "--runroot",
+        str(storage / "run"),
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+    ]

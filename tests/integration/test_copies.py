@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from helpers.cli import Cli
+from helpers.engines import podman_base
 from helpers.models import unique_repo
 from helpers.skips import binary_or_skip
 from test_engines import tree_of
@@ -111,19 +112,7 @@ def test_podman_push_round_trip(
     source = push_source(registry, stores, model_dir)
     copy = f"{registry.host}/{unique_repo('mirror/podman')}:pushed"
     storage = Path(tempfile.mkdtemp(prefix="pd-", dir=engines_tmp))  # podman: runroot < 50 chars
-    base = [
-        podman,
-        "--root",
-        str(storage / "root"),
-        "--runroot",
-        str(storage / "run"),
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]
+    base = podman_base(podman, storage)
     (storage / "config.json").write_text('{"auths": {}}')
     env = {
         **os.environ,

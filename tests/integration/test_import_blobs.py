@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import zstandard
 from helpers.cli import Cli
+from helpers.engines import podman_base
 from helpers.fault_proxy import FaultProxy
 from helpers.models import unique_repo
 from helpers.skips import binary_or_skip
@@ -392,19 +393,7 @@ def test_umoci_and_podman_unpack_the_import_with_the_files_at_their_paths(
     assert (rootfs / "model/src/run.py").read_bytes() == b"print('raw')\n"  # the repacked raw file
     podman = binary_or_skip("podman")
     storage = Path(tempfile.mkdtemp(prefix="pd-", dir=engines_tmp))
-    base = [
-        podman,
-        "--root",
-        str(storage / "root"),
-        "--runroot",
-        str(storage / "run"),
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]
+    base = podman_base(podman, storage)
     (storage / "auth.json").write_text('{"auths": {}}')
     env = {**os.environ, "REGISTRY_AUTH_FILE": str(storage / "auth.json")}
     try:

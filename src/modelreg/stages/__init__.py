@@ -15,8 +15,9 @@ checks the tag agrees with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 # name -> submodule; each loads on first use, so a reader (``verify_stage``) does not
 # import the writing side (signing keys, gates, proposals) or the history's version listing
@@ -43,13 +44,7 @@ if TYPE_CHECKING:
     from .verify import VerifiedStage, verify_stage
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
