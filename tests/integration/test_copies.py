@@ -149,7 +149,8 @@ def test_a_recompressed_layer_with_other_files_fails_the_diff_id(
     body = json.loads(data)
     other_dir = tmp_path / "other"
     other_dir.mkdir()
-    (other_dir / "weights.bin").write_bytes(b"not the model" * 1000)
+    # a name no layer of the source holds: the only thing wrong is the diff_id
+    (other_dir / "other.bin").write_bytes(b"not the model" * 1000)
     other = api.push(other_dir, f"{registry.host}/{unique_repo()}", capture=False, stores=stores)
     other_repo = stores.repository(parse_reference(other.reference))
     _, other_data = other_repo.fetch_manifest(other.digest)
