@@ -74,6 +74,10 @@ class ReadCache:
 
     # ----- version push times ----------------------------------------------------------------
 
+    def known_push_time(self, key: TimeKey) -> str | None:
+        with self._lock:
+            return self._times.get(key)
+
     def push_time(self, key: TimeKey, read: Callable[[], str]) -> str:
         """The push time under ``key``, or ``read()`` it (an empty answer is not kept)."""
         with self._lock:

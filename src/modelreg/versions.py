@@ -462,13 +462,16 @@ def list_versions(
         cache.remember_manifest(descriptor, manifest)
         return descriptor, manifest
 
+    def time_key(digest: str, number: int) -> tuple[str, str, str, int]:
+        return (repository.store_id, repository.path_in_store, digest, number)
+
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
         descriptor, manifest = manifest_of(number)
         created = stamped.get((descriptor.digest, number), "")
         if created:
             return number, descriptor, manifest, created
         digest = descriptor.digest
-        key = (repository.store_id, repository.path_in_store, digest, number)
+        key = time_key(digest, number)
         if version_record_tag(digest) not in tags:
             cache.forget_push_time(key)  # deleted (gc): a later push may record another time
             return number, descriptor, manifest, ""
@@ -479,13 +482,31 @@ def list_versions(
             cache.push_time(key, lambda: _recorded_time(repository, digest)),
         )
 
+    def known(number: int) -> tuple[int, Descriptor, Manifest, str] | None:
+        """``load(number)`` when the cache has everything it needs (no thread, no I/O)."""
+        descriptor = where_now.get(version_tags[number])
+        found = cache.manifest(descriptor.digest) if descriptor is not None else None
+        if found is None:
+            return None
+        digest = found[0].digest
+        created = stamped.get((digest, number))
+        if created is None and version_record_tag(digest) in tags:
+            created = cache.known_push_time(time_key(digest, number))
+        return None if created is None else (number, found[0], found[1], created)
+
     from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
 
     with ThreadPoolExecutor(_WORKERS) as pool:
         if warm:  # where every tag points now, then only what the cache does not know
             where_now.update(repository.tag_map([*version_tags.values(), *named]))
         named_future = pool.submit(lambda: where_now if warm else repository.tag_map(named))
-        loaded = list(pool.map(load, sorted(version_tags)))
+        ready: dict[int, tuple[int, Descriptor, Manifest, str]] = {}
+        for number in version_tags:
+            if (cached := known(number)) is not None:
+                ready[number] = cached
+        rest = sorted(n for n in version_tags if n not in ready)
+        ready.update(zip(rest, pool.map(load, rest), strict=True))
+    loaded = [ready[n] for n in sorted(ready)]
     named_set = set(named)
     named_found = {t: d for t, d in named_future.result().items() if t in named_set}
     by_digest: dict[str, list[str]] = {}

@@ -18,7 +18,7 @@ import pytest
 from helpers.processes import ServiceUnavailable
 from helpers.registry import run_registry
 from helpers.skips import service_or_skip, unavailable
-from helpers.ui_scene import Scene, UiProcess, build_scene
+from helpers.ui_scene import BIG_FILE, Scene, UiProcess, build_scene
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -34,7 +34,7 @@ def scene_and_ui(engines_tmp: Path, keys: Path) -> Iterator[tuple[Scene, UiProce
     with service_or_skip("registry", run_registry(engines_tmp / "ui-browser-registry")) as registry:
         home = engines_tmp / "ui-browser-home"
         scene = build_scene(registry.host, home, keys, engines_tmp / "ui-browser-models")
-        server = UiProcess(home, scene.host, "--trust", str(keys / "alice.pub"))
+        server = UiProcess(home, scene.host, "--policy", str(scene.policy))
         yield scene, server
         code, err = server.interrupt()
         assert code == 0, err
@@ -114,6 +114,11 @@ def test_a_person_browses_versions_stages_a_version_and_a_diff(
     }
     assert "v3" in stages["production"] and "verified" in stages["production"]
     assert "v2" in stages["staging"] and "alice" in stages["staging"]
+    waiting = browser.find_element(By.CSS_SELECTOR, '#pending tr.pending-row[data-stage="release"]')
+    cells = [cell.text for cell in waiting.find_elements(By.TAG_NAME, "td")]
+    assert cells[1:4] == ["promote: ∅ → v1", "alice", "1 of 2"]
+    v1 = scene.digests[scene.fraud][0]
+    assert cells[5] == f"modelreg approve {scene.fraud}@{v1} --to release --key YOUR.key"
     assert len(browser.find_elements(By.CSS_SELECTOR, "#charts svg")) == 3
     _no_script_ran(browser)  # a metric name carries an <img onerror>
     _shot(browser, "repository")
@@ -139,6 +144,11 @@ def test_a_person_browses_versions_stages_a_version_and_a_diff(
     use = browser.find_element(By.ID, "use").text
     assert f"docker pull {scene.fraud}@{scene.digests[scene.fraud][2]}" in use
     assert "weights.bin" in browser.find_element(By.ID, "files").text
+    big = browser.find_element(By.XPATH, f'//section[@id="files"]//tr[td[1]="{BIG_FILE}"]')
+    assert [cell.text for cell in big.find_elements(By.TAG_NAME, "td")][1::2] == [
+        "9.0 MiB",
+        "own layer",
+    ]
     _shot(browser, "version")
 
     # a diff picked on the repository page
