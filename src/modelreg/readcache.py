@@ -43,6 +43,7 @@ class ReadCache:
         self._manifests: OrderedDict[str, tuple[Descriptor, Manifest]] = OrderedDict()
         self._bytes = 0
         self._times: OrderedDict[TimeKey, str] = OrderedDict()
+        self._listed: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # ----- manifests, by digest ------------------------------------------------------------
 
@@ -71,6 +72,16 @@ class ReadCache:
             while self._bytes > self.max_bytes:
                 _, (dropped, _) = self._manifests.popitem(last=False)
                 self._bytes -= dropped.size
+
+    def listed(self, repository: tuple[str, str]) -> bool:
+        """Whether a listing of ``repository`` was kept here before (then marks it so)."""
+        with self._lock:
+            seen = repository in self._listed
+            self._listed[repository] = None
+            self._listed.move_to_end(repository)
+            while len(self._listed) > self.max_times:
+                self._listed.popitem(last=False)
+            return seen
 
     # ----- version push times ----------------------------------------------------------------
 

@@ -447,7 +447,10 @@ def list_versions(
             stamped[(claim[0], claimed)] = _created(claim[2])
     cache = reads if reads is not None else ReadCache()
     anchored = anchored_digests(tags)
-    warm = bool(anchored) and cache.knows(anchored) * 2 >= len(anchored)
+    listed_before = cache.listed((repository.store_id, repository.path_in_store))
+    # warm: most of the manifests are known (once evicted, a cold listing costs less);
+    # without anchors (a copy made by another tool), when this repository was listed before
+    warm = cache.knows(anchored) * 2 >= len(anchored) if anchored else listed_before
     where_now: dict[str, Descriptor] = {}
 
     def manifest_of(number: int) -> tuple[Descriptor, Manifest]:

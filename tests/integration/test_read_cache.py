@@ -18,6 +18,7 @@ from modelreg.digest import sha256_digest
 from modelreg.oci import IMAGE_MANIFEST, Manifest
 from modelreg.reference import parse_reference
 from modelreg.store import RegistryOptions, Stores
+from modelreg.transfer import push_model
 from modelreg.versions import VersionInfo, version_record_tag
 
 
@@ -105,3 +106,26 @@ def test_a_deleted_version_record_is_not_remembered(registry, tmp_path: Path, ho
     raw_put_manifest(registry.host, repo, version_record_tag(digests[1]), rewritten, IMAGE_MANIFEST)
     assert api.versions(name, stores=stores)[1].created == "2027-02-03T04:05:06Z"
     stores.close()
+
+
+def test_without_anchors_a_second_listing_is_warm_too(registry, tmp_path: Path, home: Path) -> None:
+    """A copy made by another tool has version tags and records but no anchor tags."""
+    source, repo = unique_repo(), unique_repo()
+    model = tiny_model(tmp_path / "m", "m")
+    make_versions(registry.host, source, 3, model, home)
+    with Stores(home=home, options=RegistryOptions(plain_http=True)) as stores:
+        target = stores.repository(parse_reference(f"{registry.host}/{repo}"))
+        push_model(target, model, annotations={})
+    for tag in ("v1", "v2", "v3"):  # same blobs; no anchors, no records
+        data, _ = raw_manifest(registry.host, source, tag)
+        raw_put_manifest(registry.host, repo, tag, data, IMAGE_MANIFEST)
+    with running_proxy(registry.url) as proxy:
+        stores = Stores(home=home, options=RegistryOptions(plain_http=True))
+        name = f"{proxy.host}/{repo}"
+        cold = api.versions(name, stores=stores)
+        proxy.requests.clear()
+        warm = api.versions(name, stores=stores)
+        warm_reads = _manifest_reads(proxy.requests)
+        stores.close()
+    assert warm == cold and [v.version for v in warm] == [1, 2, 3]
+    assert sorted(warm_reads) == [("HEAD", f"/v2/{repo}/manifests/v{n}") for n in (1, 2, 3)]
