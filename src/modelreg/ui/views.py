@@ -178,11 +178,12 @@ def repository_page(
     from ..pending import pending_proposals
 
     repository = repository_handle(stores, name)
-    tags = repository.list_tags()
     # the listing (one request per version tag) is the long part: the stages, their
     # history and the pending proposals (a few records each) are read meanwhile
     with ThreadPoolExecutor(3) as pool:
-        states = pool.submit(stage_states, stores, repository, tags, policy)
+        states = pool.submit(
+            lambda: stage_states(stores, repository, repository.list_tags(), policy)
+        )
         history_read = pool.submit(stages.history, repository, None, policy)
         pending = pool.submit(pending_proposals, repository, None, policy)
         rows = version_rows(api.versions(name, where=where, stores=stores))
