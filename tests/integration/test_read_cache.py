@@ -35,7 +35,8 @@ def test_a_warm_listing_asks_only_where_tags_point(registry, tmp_path: Path, hom
         stores = Stores(home=home, options=RegistryOptions(plain_http=True))
         name = f"{proxy.host}/{repo}"
         cold = api.versions(name, stores=stores)
-        cold_reads = _manifest_reads(proxy.requests)
+        cold_requests = list(proxy.requests)
+        cold_reads = _manifest_reads(cold_requests)
         proxy.requests.clear()
         warm = api.versions(name, stores=stores)
         warm_requests = list(proxy.requests)
@@ -47,6 +48,7 @@ def test_a_warm_listing_asks_only_where_tags_point(registry, tmp_path: Path, hom
     assert warm == cold and [v.version for v in warm] == list(range(1, 13))
     assert all(v.created.startswith("2026-01-01T00:") for v in warm)
     assert warm[4].aliases == ("best",)
+    assert not [path for _, path in cold_requests if "/blobs/" in path]  # no weights read
     # cold: each version's manifest and its record (the claim tags are gone)
     assert sorted(m for m, _ in cold_reads) == ["GET"] * 24 + ["HEAD"]  # HEAD: the alias
     # warm: the tag list, then one HEAD per tag (12 versions, 1 alias), nothing read
