@@ -21,6 +21,10 @@ from helpers.ui_scene import BIG_FILE, XSS, XSS_METRIC, Scene, UiProcess, build_
 from markupsafe import escape
 from test_auth import issuer, token_registry  # noqa: F401  (fixtures)
 
+from modelreg.oci import IMAGE_MANIFEST
+from modelreg.reference import parse_reference
+from modelreg.store import Stores
+
 
 @pytest.fixture(scope="module")
 def scene_home(engines_tmp: Path, keys: Path) -> Iterator[tuple[Scene, Path]]:
@@ -133,6 +137,40 @@ def test_the_approve_command_shown_moves_the_stage(
     assert 'id="pending"' not in after
     row = after.split('data-stage="production"', 1)[1].split("</tr>", 1)[0]
     assert "verified (record 1)" in row and "alice, bob" in row
+
+
+def test_a_version_tag_moved_between_renders_shows_as_moved(
+    registry: Registry, tmp_path: Path, cli: Cli
+) -> None:
+    """The server remembers what digests name between requests, never where a tag points."""
+    home = tmp_path / "home"
+    name = f"{registry.host}/ml/moved-{tmp_path.name[-12:].lower()}"
+    digests = []
+    for index in range(2):
+        model = tmp_path / f"model-{index}"
+        model.mkdir()
+        (model / "weights.bin").write_bytes(bytes([index]) * 100)
+        pushed = cli("--home", str(home), "push", str(model), name, "--no-capture", "--json")
+        assert pushed.returncode == 0, pushed.stderr
+        digests.append(json.loads(pushed.stdout)["digest"])
+
+    def row(page: str, version: int) -> str:
+        return page.split(f'data-version="{version}"', 1)[1].split("</tr>", 1)[0]
+
+    server = UiProcess(home, name)
+    try:
+        for _ in range(2):  # the second render is the warm one
+            page = requests.get(server.url + "repo", params={"name": name}, timeout=60).text
+            assert digests[0][:19] in row(page, 1) and digests[1][:19] in row(page, 2)
+        with Stores(home=home) as stores:
+            repository = stores.repository(parse_reference(name))
+            _, data = repository.fetch_manifest(digests[1])
+            repository.push_manifest(data, IMAGE_MANIFEST, ["v1"])  # a plain tag PUT
+        page = requests.get(server.url + "repo", params={"name": name}, timeout=60).text
+    finally:
+        code, err = server.interrupt()
+    assert code == 0, err
+    assert digests[1][:19] in row(page, 1) and digests[0][:19] not in row(page, 1)
 
 
 def test_promotion_history_timeline(ui: UiProcess, scene: Scene) -> None:
