@@ -433,7 +433,7 @@ def versions(
     with opened(stores) as stores:
         ref = as_reference(repository)
         if not where:
-            return list_versions(stores.repository(ref))
+            return list_versions(stores.repository(ref), reads=stores.reads)
         from . import lineage as lineage_mod  # only filters need it
 
         conditions = [lineage_mod.parse_where(expr) for expr in where]
@@ -443,7 +443,7 @@ def versions(
             facts = lineage_mod.lineage_as_dict(lineage_mod.from_annotations(info.annotations))
             return all(condition.matches(facts) for condition in conditions)
 
-        return list_versions(repo, where=matches)
+        return list_versions(repo, where=matches, reads=stores.reads)
 
 
 def diff(

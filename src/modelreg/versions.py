@@ -55,6 +55,7 @@ from .oci import (
     Manifest,
     empty_config_descriptor,
 )
+from .readcache import ReadCache
 from .reference import validate_tag
 from .store.base import Repository, parse_claim_tag, read_listed
 from .store.referrers import attach_referrer, fetch_referrer, list_referrers
@@ -421,9 +422,18 @@ class VersionInfo:
 
 
 def list_versions(
-    repository: Repository, *, where: Callable[[VersionInfo], bool] | None = None
+    repository: Repository,
+    *,
+    where: Callable[[VersionInfo], bool] | None = None,
+    reads: ReadCache | None = None,
 ) -> list[VersionInfo]:
-    """Every version, oldest first, with its aliases, stage tags and annotations."""
+    """Every version, oldest first, with its aliases, stage tags and annotations.
+
+    ``reads`` (held by a long-running caller, see :mod:`.readcache`) keeps what digests
+    name between listings: once it knows most of the repository's manifests, a listing
+    asks only where each tag points now (``tag_map``: a HEAD per tag, or one index read
+    locally) and reads just the manifests and version records it has not seen.
+    """
     tags = repository.list_tags()
     version_tags = {n: t for t in tags if (n := parse_version_tag(t)) is not None}
     stages = stage_names(tags)
@@ -435,22 +445,75 @@ def list_versions(
         claim = parse_claim_tag(tag)
         if claim and claim[2] and (claimed := parse_version_tag(claim[1])) is not None:
             stamped[(claim[0], claimed)] = _created(claim[2])
+    cache = reads if reads is not None else ReadCache()
+    anchored = anchored_digests(tags)
+    listed_before = cache.listed((repository.store_id, repository.path_in_store))
+    # warm: most of the manifests are known (once evicted, a cold listing costs less);
+    # without anchors (a copy made by another tool), when this repository was listed before
+    warm = cache.knows(anchored) * 2 >= len(anchored) if anchored else listed_before
+    where_now: dict[str, Descriptor] = {}
+
+    def manifest_of(number: int) -> tuple[Descriptor, Manifest]:
+        tag = version_tags[number]
+        descriptor = where_now.get(tag)
+        known = cache.manifest(descriptor.digest) if descriptor is not None else None
+        if known is not None:
+            return known
+        reference = descriptor.digest if descriptor is not None else tag
+        descriptor, data = read_listed(lambda: repository.fetch_manifest(reference))
+        manifest = Manifest.parse(data, f"{repository.name}:{tag}")
+        cache.remember_manifest(descriptor, manifest)
+        return descriptor, manifest
+
+    def time_key(digest: str, number: int) -> tuple[str, str, str, int]:
+        return (repository.store_id, repository.path_in_store, digest, number)
 
     def load(number: int) -> tuple[int, Descriptor, Manifest, str]:
-        descriptor, data = read_listed(lambda: repository.fetch_manifest(version_tags[number]))
-        manifest = Manifest.parse(data, f"{repository.name}:{version_tags[number]}")
+        descriptor, manifest = manifest_of(number)
         created = stamped.get((descriptor.digest, number), "")
-        if not created and version_record_tag(descriptor.digest) in tags:
-            created = _recorded_time(repository, descriptor.digest)
-        return number, descriptor, manifest, created
+        if created:
+            return number, descriptor, manifest, created
+        digest = descriptor.digest
+        key = time_key(digest, number)
+        if version_record_tag(digest) not in tags:
+            cache.forget_push_time(key)  # deleted (gc): a later push may record another time
+            return number, descriptor, manifest, ""
+        return (
+            number,
+            descriptor,
+            manifest,
+            cache.push_time(key, lambda: _recorded_time(repository, digest)),
+        )
+
+    def known(number: int) -> tuple[int, Descriptor, Manifest, str] | None:
+        """``load(number)`` when the cache has everything it needs (no thread, no I/O)."""
+        descriptor = where_now.get(version_tags[number])
+        found = cache.manifest(descriptor.digest) if descriptor is not None else None
+        if found is None:
+            return None
+        digest = found[0].digest
+        created = stamped.get((digest, number))
+        if created is None and version_record_tag(digest) in tags:
+            created = cache.known_push_time(time_key(digest, number))
+        return None if created is None else (number, found[0], found[1], created)
 
     from concurrent.futures import ThreadPoolExecutor  # here: it imports logging, ~10 ms
 
     with ThreadPoolExecutor(_WORKERS) as pool:
-        named_found = pool.submit(repository.tag_map, named)
-        loaded = list(pool.map(load, sorted(version_tags)))
+        if warm:  # where every tag points now, then only what the cache does not know
+            where_now.update(repository.tag_map([*version_tags.values(), *named]))
+        named_future = pool.submit(lambda: where_now if warm else repository.tag_map(named))
+        ready: dict[int, tuple[int, Descriptor, Manifest, str]] = {}
+        for number in version_tags:
+            if (cached := known(number)) is not None:
+                ready[number] = cached
+        rest = sorted(n for n in version_tags if n not in ready)
+        ready.update(zip(rest, pool.map(load, rest), strict=True))
+    loaded = [ready[n] for n in sorted(ready)]
+    named_set = set(named)
+    named_found = {t: d for t, d in named_future.result().items() if t in named_set}
     by_digest: dict[str, list[str]] = {}
-    for tag, found in named_found.result().items():
+    for tag, found in named_found.items():
         by_digest.setdefault(found.digest, []).append(tag)
     versions = []
     for number, descriptor, manifest, created in loaded:

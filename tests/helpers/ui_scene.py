@@ -1,9 +1,12 @@
 """A registry worth looking at, and a real ``modelreg ui`` process serving it.
 
 Two repositories on a real registry:2: ``ml/fraud`` (four versions with metrics, a
-staging and a production stage signed by alice, a production rollback, and a
-description and metric name that try to run script) and ``ml/tampered`` (its
-production tag moved by a plain tag PUT, with no signed record).
+staging and a production stage signed by alice, a production rollback, a description
+and metric name that try to run script, a 9 MiB file in v3 (a layer of its own), and
+v1 proposed for ``release``, a 2-of-2 stage, signed by alice alone) and
+``ml/tampered`` (its production tag moved by a plain tag PUT, with no signed record).
+The UI is meant to run with ``--policy scene.policy`` (alice and bob; ``release``
+needs both, every other stage either).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from pathlib import Path
 
 from modelreg import api
 from modelreg.oci import IMAGE_MANIFEST
-from modelreg.policy import policy_from_keys
+from modelreg.policy import load_policy, policy_from_keys
 from modelreg.reference import parse_reference
 from modelreg.signing import load_signing_key
 from modelreg.store import RegistryOptions, Stores
 
 XSS = '<script>window.__xss = 1; alert(1)</script><img src="x" onerror="window.__xss = 2">'
 XSS_METRIC = '<img src=x onerror="window.__xss=3">'
+BIG_FILE = "shards/big.bin"
+BIG_SIZE = 9 * 1024 * 1024  # over packing.LARGE_FILE: a layer of its own
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Scene:
     fraud: str
     tampered: str
     digests: dict[str, list[str]]
+    policy: Path
 
 
 def build_scene(host: str, home: Path, keys: Path, work: Path) -> Scene:
@@ -46,6 +52,10 @@ def build_scene(host: str, home: Path, keys: Path, work: Path) -> Scene:
         model.mkdir(parents=True)
         (model / "weights.bin").write_bytes(os.urandom(2048) + bytes([index]))
         (model / "config.json").write_text(f'{{"layers": {index + 2}}}\n')
+        if index == 2:
+            (model / BIG_FILE).parent.mkdir()
+            with (model / BIG_FILE).open("wb") as big:
+                big.truncate(BIG_SIZE)  # sparse: nothing written to disk
         metrics = {"auc": auc, "loss": 0.4 - auc / 4}
         if index == 2:
             metrics[XSS_METRIC] = 1.0
@@ -75,11 +85,20 @@ def build_scene(host: str, home: Path, keys: Path, work: Path) -> Scene:
     api.promote(f"{fraud}:v4", "production", alice, policy=policy, stores=stores)
     api.rollback(fraud, "production", alice, policy=policy, stores=stores)
     api.promote(f"{tampered}:v1", "production", alice, policy=policy, stores=stores)
+    policy_file = work / "scene.policy"
+    policy_file.write_text(
+        f'[keys]\nalice = "{keys / "alice.pub"}"\nbob = "{keys / "bob.pub"}"\n\n'
+        '[stages.release]\nsigners = ["alice", "bob"]\nthreshold = 2\n'
+    )
+    proposed = api.promote(
+        f"{fraud}:v1", "release", alice, policy=load_policy(policy_file), stores=stores
+    )
+    assert proposed.status == "pending", proposed
     repo = stores.repository(parse_reference(tampered))
     _, data = repo.fetch_manifest(digests[tampered][1])
     repo.push_manifest(data, IMAGE_MANIFEST, ["production"])  # a plain tag PUT, no record
     stores.close()
-    return Scene(host, fraud, tampered, digests)
+    return Scene(host, fraud, tampered, digests, policy_file)
 
 
 class UiProcess:

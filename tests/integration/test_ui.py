@@ -17,9 +17,13 @@ from helpers.hostile_registry import HostileRegistry, Reply
 from helpers.registry import Registry, run_registry
 from helpers.skips import service_or_skip
 from helpers.token_issuer import TokenIssuer
-from helpers.ui_scene import XSS, XSS_METRIC, Scene, UiProcess, build_scene
+from helpers.ui_scene import BIG_FILE, XSS, XSS_METRIC, Scene, UiProcess, build_scene
 from markupsafe import escape
 from test_auth import issuer, token_registry  # noqa: F401  (fixtures)
+
+from modelreg.oci import IMAGE_MANIFEST
+from modelreg.reference import parse_reference
+from modelreg.store import Stores
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +34,9 @@ def scene_home(engines_tmp: Path, keys: Path) -> Iterator[tuple[Scene, Path]]:
 
 
 @pytest.fixture(scope="module")
-def ui(scene_home: tuple[Scene, Path], keys: Path) -> Iterator[UiProcess]:
+def ui(scene_home: tuple[Scene, Path]) -> Iterator[UiProcess]:
     scene, home = scene_home
-    server = UiProcess(home, scene.host, "--trust", str(keys / "alice.pub"))
+    server = UiProcess(home, scene.host, "--policy", str(scene.policy))
     yield server
     server.stop()
 
@@ -79,6 +83,94 @@ def test_repository_page_stages_verified_now(ui: UiProcess, scene: Scene) -> Non
     # the versions table: the tag points at v2, but it is shown as not verified
     assert "production: tag not verified" in tampered
     assert f"modelreg rollback {scene.tampered} --stage production --key YOUR.key" in tampered
+
+
+def _pending_row(text: str, stage: str) -> str:
+    panel = text.split('id="stages"', 1)[1].split("</section>", 1)[0]
+    return panel.split(f'class="pending-row" data-stage="{stage}"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_pending_proposals_show_who_signed_and_how_to_approve(ui: UiProcess, scene: Scene) -> None:
+    text = get(ui, "/repo", name=scene.fraud).text
+    row = html.unescape(_pending_row(text, "release"))
+    v1 = scene.digests[scene.fraud][0]
+    assert 'data-sequence="1"' in row
+    assert "promote: ∅ → " in row and ">v1</a>" in row  # nothing holds release yet
+    assert "<td>alice</td>" in row and ">1 of 2</td>" in row
+    assert f"modelreg approve {scene.fraud}@{v1} --to release --key YOUR.key" in row
+    # a proposal is not a holder: no stage row for release, and v1 carries no stage
+    assert 'data-stage="release"' not in text.split('id="pending"', 1)[0]
+    assert 'id="pending"' not in get(ui, "/repo", name=scene.tampered).text
+
+
+def test_the_approve_command_shown_moves_the_stage(
+    registry: Registry, tmp_path: Path, keys: Path, cli: Cli
+) -> None:
+    """Copied from the page and run with the second key, the command completes the move."""
+    home = tmp_path / "home"
+    name = f"{registry.host}/ml/approve-{tmp_path.name[-12:].lower()}"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 100)
+    assert cli("--home", str(home), "push", str(model), name, "--no-capture").returncode == 0
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[keys]\nalice = "{keys / "alice.pub"}"\nbob = "{keys / "bob.pub"}"\n'
+        "[stages.production]\nthreshold = 2\n"
+    )
+    alice = ("--key", str(keys / "alice.key"), "--policy", str(policy))
+    proposed = cli("--home", str(home), "promote", f"{name}:v1", "--to", "production", *alice)
+    assert proposed.returncode == 0 and "1 of 2 signatures" in proposed.stdout
+    server = UiProcess(home, name, "--policy", str(policy))
+    try:
+        page = requests.get(server.url + "repo", params={"name": name}, timeout=60).text
+        command = html.unescape(_pending_row(page, "production")).split("<code>", 1)[1]
+        words = command.split("</code>", 1)[0].split()
+        assert words[:2] == ["modelreg", "approve"] and words[-2:] == ["--key", "YOUR.key"]
+        bob = [*words[1:-1], str(keys / "bob.key"), "--policy", str(policy)]
+        approved = cli("--home", str(home), *bob)
+        assert approved.returncode == 0, approved.stderr
+        after = requests.get(server.url + "repo", params={"name": name}, timeout=60).text
+    finally:
+        code, err = server.interrupt()
+    assert code == 0, err
+    assert 'id="pending"' not in after
+    row = after.split('data-stage="production"', 1)[1].split("</tr>", 1)[0]
+    assert "verified (record 1)" in row and "alice, bob" in row
+
+
+def test_a_version_tag_moved_between_renders_shows_as_moved(
+    registry: Registry, tmp_path: Path, cli: Cli
+) -> None:
+    """The server remembers what digests name between requests, never where a tag points."""
+    home = tmp_path / "home"
+    name = f"{registry.host}/ml/moved-{tmp_path.name[-12:].lower()}"
+    digests = []
+    for index in range(2):
+        model = tmp_path / f"model-{index}"
+        model.mkdir()
+        (model / "weights.bin").write_bytes(bytes([index]) * 100)
+        pushed = cli("--home", str(home), "push", str(model), name, "--no-capture", "--json")
+        assert pushed.returncode == 0, pushed.stderr
+        digests.append(json.loads(pushed.stdout)["digest"])
+
+    def row(page: str, version: int) -> str:
+        return page.split(f'data-version="{version}"', 1)[1].split("</tr>", 1)[0]
+
+    server = UiProcess(home, name)
+    try:
+        for _ in range(2):  # the second render is the warm one
+            page = requests.get(server.url + "repo", params={"name": name}, timeout=60).text
+            assert digests[0][:19] in row(page, 1) and digests[1][:19] in row(page, 2)
+        with Stores(home=home) as stores:
+            repository = stores.repository(parse_reference(name))
+            _, data = repository.fetch_manifest(digests[1])
+            repository.push_manifest(data, IMAGE_MANIFEST, ["v1"])  # a plain tag PUT
+        page = requests.get(server.url + "repo", params={"name": name}, timeout=60).text
+    finally:
+        code, err = server.interrupt()
+    assert code == 0, err
+    assert digests[1][:19] in row(page, 1) and digests[0][:19] not in row(page, 1)
 
 
 def test_promotion_history_timeline(ui: UiProcess, scene: Scene) -> None:
@@ -149,6 +241,9 @@ def test_version_page(ui: UiProcess, scene: Scene) -> None:
     assert f'resolver.resolve("{scene.fraud}", stage="production")' in text
     assert "s3://bucket/fraud/2026-11.parquet" in text and "epochs" in text
     assert "weights.bin" in text and "config.json" in text
+    files = text.split('id="files"', 1)[1].split("</table>", 1)[0]
+    big = files.split(f"<tr><td>{BIG_FILE}</td>", 1)[1].split("</tr>", 1)[0]
+    assert '"num">9.0 MiB</td>' in big and "own layer" in big  # its layer's size, no read
     records = text.split('id="records"', 1)[1]
     assert "production #1 promote" in records and "production #3 rollback" in records
     by_digest = get(ui, "/version", name=scene.fraud, digest=digest).text
@@ -189,6 +284,9 @@ def test_without_a_trust_policy_no_stage_has_a_holder(
         assert "✓" not in text and "no trust policy" in text
         page = requests.get(server.url + "repo", params={"name": scene.fraud}, timeout=30).text
         assert "not verified: no trust policy" in page and "verified (record" not in page
+        # the proposal is listed, its signatures not counted without a policy
+        row = _pending_row(page, "release")
+        assert "not verified: no trust policy" in row and "of 2" not in row
     finally:
         code, err = server.interrupt()
     assert code == 0 and "stopped" in err

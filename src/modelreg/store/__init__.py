@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..reference import Reference
 from . import credentials
@@ -16,6 +17,9 @@ from .layout import LayoutRepository, LayoutStore, layout_directory
 from .options import RegistryOptions
 from .remote import RemoteRepository
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from ..readcache import ReadCache
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -43,6 +47,17 @@ class Stores:
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
         self.local = LayoutStore(self.home / "oci")
+        self._reads: ReadCache | None = None
+
+    @property
+    def reads(self) -> ReadCache:
+        """What digests name, kept while these stores live (see :mod:`..readcache`)."""
+        with self._lock:
+            if self._reads is None:
+                from ..readcache import ReadCache
+
+                self._reads = ReadCache()
+            return self._reads
 
     def transport(self, host: str) -> Transport:
         with self._lock:

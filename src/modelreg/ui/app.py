@@ -146,6 +146,7 @@ class UiApp:
             sort=sort,
             descending=descending,
             verified=verified,
+            current={state.name: state for state in page.stages if state.verified},
             charts=chart_list,
         )
 

@@ -23,6 +23,7 @@ from ..store.base import Repository
 from ..versions import DEFAULT_STAGES, VersionInfo, parse_version_tag, version_tag
 
 if TYPE_CHECKING:
+    from ..pending import PendingProposal
     from ..policy import TrustPolicy
     from ..stages import HistoryEntry
 
@@ -70,6 +71,7 @@ class RepositoryPage:
     stages: list[StageState]
     history: list[HistoryEntry]
     where: list[str]
+    pending: list[PendingProposal] = field(default_factory=list)
 
 
 def repository_handle(stores: Stores, name: str) -> Repository:
@@ -173,20 +175,29 @@ def repository_page(
     stores: Stores, name: str, policy: TrustPolicy | None, where: Sequence[str]
 ) -> RepositoryPage:
     from .. import stages
+    from ..pending import pending_proposals
 
     repository = repository_handle(stores, name)
-    tags = repository.list_tags()
-    rows = version_rows(api.versions(name, where=where, stores=stores))
+    # the listing (one request per version tag) is the long part: the stages, their
+    # history and the pending proposals (a few records each) are read meanwhile
+    with ThreadPoolExecutor(3) as pool:
+        states = pool.submit(
+            lambda: stage_states(stores, repository, repository.list_tags(), policy)
+        )
+        history_read = pool.submit(stages.history, repository, None, policy)
+        pending = pool.submit(pending_proposals, repository, None, policy)
+        rows = version_rows(api.versions(name, where=where, stores=stores))
     metric_names = sorted({m for row in rows for m in row.metrics})
-    history = stages.history(repository, None, policy)
+    history = history_read.result()
     history.sort(key=lambda e: (e.stored.record.issued_at, e.stored.record.sequence), reverse=True)
     return RepositoryPage(
         name,
         rows,
         metric_names,
-        stage_states(stores, repository, tags, policy),
+        states.result(),
         history,
         list(where),
+        pending.result(),
     )
 
 
