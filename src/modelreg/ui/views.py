@@ -6,7 +6,6 @@ manifests, tags, lineage annotations and promotion records only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -224,7 +223,7 @@ def version_page(
 ) -> VersionPage:
     from .. import stages
     from ..cli._output import human_size
-    from ..oci import ANNOTATION_FILES, layer_title
+    from ..oci import layer_title, listed_files
     from ..transfer import model_layers
 
     reference = f"{name}@{identifier}" if ":" in identifier else f"{name}:{identifier}"
@@ -235,8 +234,7 @@ def version_page(
         if title and info.files.get(title) == layer.digest:
             files.append(FileRow(title, layer.size, layer.digest, "own layer"))
             continue
-        listed_here = layer.annotations.get(ANNOTATION_FILES)
-        bundled = sorted(json.loads(listed_here)) if listed_here else []  # checked by inspect
+        bundled = sorted(listed_files(layer) or {})
         files.extend(
             FileRow(
                 n, None, info.files[n], f"bundle {layer.digest[:19]} ({human_size(layer.size)})"
@@ -280,7 +278,7 @@ def usage_lines(name: str, info: api.ModelInfo) -> dict[str, str]:
 def container_paths(info: api.ModelInfo) -> str:
     """Where an engine puts the files: /model/, or (layers reused by an import) their paths."""
     from ..formats.reuse import ANNOTATION_ROOT
-    from ..oci import ANNOTATION_FILES
+    from ..oci import listed_files
     from ..transfer import model_layers
 
     layers = model_layers(info.manifest)
@@ -291,7 +289,7 @@ def container_paths(info: api.ModelInfo) -> str:
         name
         for layer in layers
         if ANNOTATION_ROOT in layer.annotations
-        for name in json.loads(layer.annotations.get(ANNOTATION_FILES, "{}"))
+        for name in listed_files(layer) or {}
     )
     example = f" (e.g. /{reused[0]})" if reused else ""
     text = (
