@@ -36,10 +36,11 @@ from .oci import (
     Manifest,
     layer_name,
 )
-from .packing import END_OF_ARCHIVE, padded, tar_header
+from .packing import END_OF_ARCHIVE, tar_header
 from .reference import Reference, as_reference, is_registry_host, parse_reference, validate_tag
 from .store import Stores, opened
 from .store.base import Repository, read_small_blob
+from .tarstream import padded
 from .transfer import Progress, TransferEvent, fetch_model_manifest
 from .versions import find_version
 

@@ -25,13 +25,12 @@ from pathlib import Path, PurePosixPath
 from .digest import Readable
 from .errors import IntegrityError, InvalidInput, NotFound
 from .localfs import NAME_MAX
+from .tarstream import BLOCK, CHUNK, TarStream, padded
 
 MODEL_ROOT = "model"
 META_ROOT = ".modelreg"
 LARGE_FILE = 8 * 1024 * 1024
 MAX_LAYERS = 100
-CHUNK = 2 * 1024 * 1024
-BLOCK = 512
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
 
 
@@ -111,10 +110,6 @@ def tar_header(name: str, kind: bytes, size: int, mode: int) -> bytes:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info.tobuf(tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
-
-
-def padded(size: int) -> int:
-    return (size + BLOCK - 1) // BLOCK * BLOCK
 
 
 def _file_chunks(entry: FileEntry) -> Iterator[bytes]:
@@ -277,170 +272,6 @@ def unpack_layer(
             os.close(fd)
         written.append(str(relative))
     return written
-
-
-_MAX_HEADER_DATA = 1 << 20  # a PAX record set or GNU long name; ours are a few hundred bytes
-_DATA_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
-
-
-class TarStream:
-    """A tar archive read front to back from a stream, for layers.
-
-    ``members()`` yields one ``TarInfo`` per entry, with PAX and GNU long-name
-    headers applied; the data of a regular file is either copied out with
-    ``copy_to`` before the next member is asked for, or skipped. Headers are
-    checked by ``tarfile`` (checksums, number fields); sparse files are refused.
-    The archive ends at a zero block or at the end of the stream between entries.
-    """
-
-    def __init__(self, stream: Readable, buffer_size: int = CHUNK) -> None:
-        self._stream = stream
-        self._readinto = getattr(stream, "readinto", None)
-        self._buffer = memoryview(bytearray(buffer_size))
-        self._pending = 0  # data bytes (padding included) of the current member not read yet
-        self.global_headers = False  # a global PAX header was read (tar readers differ on it)
-
-    def members(self) -> Iterator[tarfile.TarInfo]:
-        global_pax: dict[str, str] = {}
-        extended: dict[str, str] = {}
-        while True:
-            self._skip(self._pending)
-            self._pending = 0
-            header = self._header()
-            if header is None:
-                return
-            try:
-                info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
-            except tarfile.HeaderError as exc:
-                raise IntegrityError(f"layer is not a valid tar archive: {exc}") from None
-            if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
-                records = _pax_records(self._small_data(info.size))
-                if info.type == tarfile.XGLTYPE:
-                    self.global_headers = True
-                else:
-                    _once(extended, records)
-                (global_pax if info.type == tarfile.XGLTYPE else extended).update(records)
-                continue
-            if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-                value = self._small_data(info.size).split(b"\0", 1)[0]
-                key = "path" if info.type == tarfile.GNUTYPE_LONGNAME else "linkpath"
-                _once(extended, {key: ""})
-                extended[key] = value.decode("utf-8", "surrogateescape")
-                continue
-            _apply_extended(info, {**global_pax, **extended})
-            extended = {}
-            if info.type in _DATA_TYPES or info.type not in tarfile.SUPPORTED_TYPES:
-                self._pending = padded(info.size)
-            yield info
-
-    def copy_to(self, fd: int, size: int) -> None:
-        """Write the current member's ``size`` data bytes to ``fd``; skip its padding."""
-
-        def write(view: memoryview) -> None:
-            while view:
-                view = view[os.write(fd, view) :]
-
-        self.feed(size, write)
-
-    def feed(self, size: int, sink: Callable[[memoryview], None]) -> None:
-        """Hand the current member's ``size`` data bytes to ``sink`` chunk by chunk."""
-        if padded(size) != self._pending:
-            raise AssertionError("feed must get the size of the current member")
-        remaining = size
-        buffer = self._buffer
-        while remaining:
-            count = self._read_into(buffer[: min(remaining, len(buffer))])
-            if not count:
-                raise IntegrityError("layer is not a valid tar archive: unexpected end of data")
-            sink(buffer[:count])
-            remaining -= count
-        self._pending -= size
-
-    def _header(self) -> bytes | None:
-        block = bytearray(BLOCK)
-        view = memoryview(block)
-        first = self._read_into(view)
-        if first == 0:
-            return None  # the stream ended between entries
-        self._fill(view[first:])
-        if not any(block):
-            return None
-        return bytes(block)
-
-    def _small_data(self, size: int) -> bytes:
-        if size > _MAX_HEADER_DATA:
-            raise IntegrityError(f"layer has an extended tar header of {size} bytes")
-        data = bytearray(padded(size))
-        self._fill(memoryview(data))
-        return bytes(data[:size])
-
-    def _skip(self, count: int) -> None:
-        while count:
-            view = self._buffer[: min(count, len(self._buffer))]
-            self._fill(view)
-            count -= len(view)
-
-    def _fill(self, view: memoryview) -> None:
-        done = 0
-        while done < len(view):
-            count = self._read_into(view[done:])
-            if not count:
-                raise IntegrityError("layer is not a valid tar archive: unexpected end of data")
-            done += count
-
-    def _read_into(self, view: memoryview) -> int:
-        if self._readinto is not None:
-            return int(self._readinto(view) or 0)
-        data = self._stream.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    """``"<length> <key>=<value>\\n"`` records (POSIX pax extended headers)."""
-    records: dict[str, str] = {}
-    position = 0
-    while position < len(data) and data[position] != 0:
-        space = data.find(b" ", position)
-        length_text = data[position:space] if space > position else b""
-        if not length_text.isdigit():
-            raise IntegrityError("layer is not a valid tar archive: malformed pax header")
-        length = int(length_text)
-        record = data[space + 1 : position + length]
-        if position + length > len(data) or not record.endswith(b"\n") or b"=" not in record:
-            raise IntegrityError("layer is not a valid tar archive: malformed pax header")
-        key, _, value = record[:-1].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        position += length
-    return records
-
-
-def _once(extended: dict[str, str], records: dict[str, str]) -> None:
-    """An entry's name given twice (GNU long name and PAX path): tar readers differ on
-    which wins, so the name is ambiguous."""
-    for key in ("path", "linkpath"):
-        if key in records and key in extended:
-            raise IntegrityError(
-                f"layer is not a valid tar archive: an entry's {key} is given twice"
-            )
-
-
-def _apply_extended(info: tarfile.TarInfo, records: dict[str, str]) -> None:
-    if info.type == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse") for k in records):
-        raise IntegrityError(
-            f"sparse file in layer: {info.name!r}", "model layers hold plain regular files"
-        )
-    if "path" in records:
-        info.name = records["path"]
-    if "linkpath" in records:
-        info.linkname = records["linkpath"]
-    if "size" in records:
-        if not records["size"].isdigit():
-            raise IntegrityError("layer is not a valid tar archive: malformed pax size")
-        info.size = int(records["size"])
-    if info.isdir():
-        info.name = info.name.rstrip("/")
-    info.pax_headers = records  # what else the entry carries (formats.reuse reads it)
 
 
 def read_single_file(stream: Readable, *, root: str = META_ROOT, limit: int) -> bytes:

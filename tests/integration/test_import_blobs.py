@@ -26,6 +26,7 @@ from helpers.engines import podman_base
 from helpers.fault_proxy import FaultProxy
 from helpers.models import unique_repo
 from helpers.skips import binary_or_skip
+from helpers.tars import CRAFTED
 from test_modelpack import FILEPATH, KITFILE, modelpack_config, push_artifact, repository
 from test_push_pull import files_of
 
@@ -298,8 +299,9 @@ def _twice() -> bytes:
         (_link("weights.bin", tarfile.LNKTYPE, "ok.bin"), "hardlink"),
         (_device(), "special file"),
         (_twice(), "twice"),
+        *((craft(), "read differently") for craft in CRAFTED.values()),
     ],
-    ids=["escape", "absolute", "symlink", "hardlink", "device", "duplicate"],
+    ids=["escape", "absolute", "symlink", "hardlink", "device", "duplicate", *CRAFTED],
 )
 def test_a_hostile_tar_is_refused_with_nothing_written_at_dest(
     stores: Stores, registry: Any, cli: Cli, blob: bytes, message: str

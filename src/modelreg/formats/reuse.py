@@ -7,7 +7,8 @@ harmless for both. One pass over the verified blob decides:
 * unsafe (IntegrityError, exit 6): what ``pull`` refuses too — an entry that is
   absolute or climbs out with ``..``, a link of any kind, a device or FIFO, a
   whiteout, a sparse file, an over-long name, a name given twice (GNU and PAX), a
-  file listed twice, a file where a directory is;
+  file listed twice, a file where a directory is, a header Go's ``archive/tar``
+  reads otherwise than ``tarfile`` (see ``tarstream``);
 * repacked (a reason is returned; the files go under ``/model/`` like a raw layer's):
   what ``pull`` accepts but an engine would honour — set-uid/set-gid/sticky bits,
   files or directories not readable by all, PAX records beyond names, sizes, times
@@ -41,7 +42,8 @@ from ..compression import LAYER_TAR_GZIP, LAYER_TAR_ZSTD, DecodingReader
 from ..digest import CHUNK, Readable, VerifyingReader
 from ..errors import IntegrityError
 from ..oci import ANNOTATION_FILES, ANNOTATION_LAYER_TITLE, LAYER_TAR, Descriptor
-from ..packing import META_ROOT, MODEL_ROOT, TarStream, checked_entry
+from ..packing import META_ROOT, MODEL_ROOT, checked_entry
+from ..tarstream import TarStream
 from .layers import FileLayer
 
 if TYPE_CHECKING:
