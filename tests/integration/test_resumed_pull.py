@@ -277,3 +277,47 @@ def test_a_registry_that_mishandles_ranges_gets_a_whole_download_instead(
     assert files_of(tmp_path / "out") == files_of(root)
     assert [hit for hit in hostile.hits if hit == ("GET", path)] == [("GET", path)] * 2
     assert not kept.exists()
+
+
+# ----- bytes that arrived before a break ---------------------------------------------------
+
+
+def test_bytes_received_before_a_reset_are_handed_out_then_the_break(tmp_path: Path) -> None:
+    """http.client fills one buffer in several socket reads and drops them all when a
+    later one fails: the body reads piece by piece, so what arrived is not lost."""
+    import socket
+    import struct
+    import threading
+
+    import requests
+
+    from modelreg.store.blob_io import ResponseBody
+
+    sent = 1 << 20
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (4 * sent) + b"x" * sent
+        )
+        time.sleep(0.3)  # the reader has taken the megabyte and waits for more
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        response = requests.get(f"http://127.0.0.1:{port}/blob", stream=True, timeout=5)
+        body = ResponseBody(response, f"127.0.0.1:{port}", "blob sha256:x")
+        buffer = bytearray(2 * sent)
+        assert body.readinto(buffer) == sent
+        assert bytes(buffer[:sent]) == b"x" * sent
+        with pytest.raises(RegistryUnavailable, match="broke mid-transfer"):
+            body.readinto(buffer)
+        response.close()
+    finally:
+        server.join(5)
+        listener.close()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .remote import RemoteRepository
 
 _T = TypeVar("_T")
+_PIECE = 256 << 10  # bytes lost at most when a connection breaks mid-read
 
 
 class ResponseBody:
@@ -45,9 +46,11 @@ class ResponseBody:
         self._decode = decode
         declared = response.headers.get("Content-Length")
         self._remaining = int(declared) if declared and declared.isdigit() else None
+        self._broken_by: RegistryUnavailable | None = None
 
     def read(self, size: int = -1, /) -> bytes:
         amount = None if size < 0 else size
+        self._raise_held_break()
         with self._guard():
             if self._fp is not None:
                 data = self._fp.read(amount)
@@ -57,14 +60,40 @@ class ResponseBody:
         return data
 
     def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        """Fill ``buffer`` in pieces, handing out what arrived before a break.
+
+        ``http.client`` fills one buffer in several socket reads and drops them all
+        when a later one fails; read piece by piece, the bytes received before a
+        break are returned (and kept by a resumable pull) and the break is raised
+        on the next call.
+        """
+        self._raise_held_break()
         if self._fp is None:
             data = self.read(len(buffer))
             buffer[: len(data)] = data
             return len(data)
-        with self._guard():
-            count = self._fp.readinto(buffer)
-        self._account(count, wanted=len(buffer) != 0)
-        return count
+        view = memoryview(buffer)
+        filled = 0
+        while filled < len(view):
+            piece = view[filled : filled + _PIECE]
+            try:
+                with self._guard():
+                    count = self._fp.readinto(piece)
+                self._account(count, wanted=True)
+            except RegistryUnavailable as broken:
+                if not filled:
+                    raise
+                self._broken_by = broken
+                break
+            filled += count
+            if count < len(piece):
+                break
+        return filled
+
+    def _raise_held_break(self) -> None:
+        if self._broken_by is not None:
+            broken, self._broken_by = self._broken_by, None
+            raise broken
 
     def _account(self, count: int, *, wanted: bool) -> None:
         """An early end of a body with a known length is a broken connection, not EOF."""
