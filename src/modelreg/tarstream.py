@@ -27,7 +27,7 @@ def padded(size: int) -> int:
 
 
 _MAX_HEADER_DATA = 1 << 20  # a PAX record set or GNU long name; ours are a few hundred bytes
-_DATA_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_DATA_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
 
 
 class TarStream:
@@ -49,7 +49,6 @@ class TarStream:
         self.global_headers = False  # a global PAX header was read (tar readers differ on it)
 
     def members(self) -> Iterator[tarfile.TarInfo]:
-        global_pax: dict[str, str] = {}
         extended: dict[str, str] = {}
         pax_pending = False
         while True:
@@ -65,6 +64,8 @@ class TarStream:
             check_header(header)
             if info.type == tarfile.SOLARIS_XHDTYPE:  # an entry of unknown type to Go
                 raise _ambiguous("it has a Solaris extended header")
+            if info.type == tarfile.CONTTYPE:  # a file to tarfile; engines refuse to extract it
+                raise _ambiguous("it has a contiguous-file entry (type 7)")
             if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
                 # Go keeps only the last of two PAX headers and forgets what precedes
                 # a global one; tarfile merges them
@@ -72,8 +73,11 @@ class TarStream:
                     raise _ambiguous("extended headers before one entry that Go would drop")
                 records = _pax_records(self._small_data(info.size))
                 if info.type == tarfile.XGLTYPE:
+                    # Go and the engines ignore a global header; GNU tar and tarfile apply
+                    # it to every later entry: one that names or sizes entries is refused
+                    if any(_renames(key) for key in records):
+                        raise _ambiguous("a global header names or sizes the entries after it")
                     self.global_headers = True
-                    global_pax.update(records)
                 else:
                     pax_pending = True
                     _once(extended, records)
@@ -85,8 +89,8 @@ class TarStream:
                 _once(extended, {key: ""})
                 extended[key] = value.decode("utf-8", "surrogateescape")
                 continue
-            _apply_extended(info, {**global_pax, **extended})
-            _check_entry(header, info)
+            _check_entry(header, info, extended)
+            _apply_extended(info, extended)
             extended = {}
             pax_pending = False
             if info.type in _DATA_TYPES or info.type not in tarfile.SUPPORTED_TYPES:
@@ -163,7 +167,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     while position < len(data) and data[position] != 0:
         space = data.find(b" ", position)
         length_text = data[position:space] if space > position else b""
-        if not length_text.isdigit():
+        if not length_text.isdigit() or len(length_text) > _RECORD_LENGTH_DIGITS:
             raise IntegrityError("layer is not a valid tar archive: malformed pax header")
         length = int(length_text)
         record = data[space + 1 : position + length]
@@ -195,7 +199,7 @@ def _apply_extended(info: tarfile.TarInfo, records: dict[str, str]) -> None:
     if "linkpath" in records:
         info.linkname = records["linkpath"]
     if "size" in records:
-        if not _DECIMAL.match(records["size"]):
+        if not _DECIMAL.match(records["size"]) or int(records["size"]) > _INT64_MAX:
             raise IntegrityError("layer is not a valid tar archive: malformed pax size")
         info.size = int(records["size"])
     if info.isdir():
@@ -218,7 +222,9 @@ _BASE_256 = 0x80  # a positive binary number (GNU tar's sizes over 8 GiB); both 
 _USTAR = b"ustar\0"
 _STAR_TRAILER = b"tar\0"
 _STAR_PREFIX = 131  # the prefix field Go reads when the block ends in the star trailer
-_DECIMAL = re.compile(r"[0-9]+\Z")
+_DECIMAL = re.compile(r"[0-9]{1,19}\Z")  # Go's ParseInt: at most 2**63 - 1
+_INT64_MAX = (1 << 63) - 1
+_RECORD_LENGTH_DIGITS = 7  # a record inside a header of at most _MAX_HEADER_DATA bytes
 
 
 def check_header(header: bytes) -> None:
@@ -240,15 +246,32 @@ def check_header(header: bytes) -> None:
         raise _ambiguous("its prefix field has bytes after the name")
 
 
-def _check_entry(header: bytes, info: tarfile.TarInfo) -> None:
-    """An old-style regular entry (type NUL) with data and a name like a directory's:
-    tarfile makes it a directory and reads no data; Go's versions differ on whether
-    they skip its data first."""
-    if header[156:157] != tarfile.AREGTYPE or not info.size:
+def _check_entry(header: bytes, info: tarfile.TarInfo, extended: dict[str, str]) -> None:
+    """An old-style regular entry (type NUL) is a directory when its name ends in '/':
+    tarfile asks the name field alone, Go the final name (a PAX path, a GNU long name,
+    the ustar prefix joined to the name). Where they disagree, one extracts a file and
+    the other a directory; and one with data named like a directory has its data read
+    by one and skipped by the other."""
+    if header[156:157] != tarfile.AREGTYPE:
         return
     name_field = header[0:100].split(b"\0", 1)[0]
-    if name_field.endswith(b"/") or info.name.endswith("/") or not name_field:
+    prefix = header[345:500].split(b"\0", 1)[0]
+    if "path" in extended:
+        final = extended["path"].encode("utf-8", "surrogateescape")
+    else:
+        final = prefix + b"/" + name_field if prefix else name_field
+    if name_field.endswith(b"/") != final.endswith(b"/"):
+        raise _ambiguous(f"entry {info.name!r} is a file to one tar reader, a directory to another")
+    if info.size and (name_field.endswith(b"/") or not name_field):
         raise _ambiguous(f"entry {info.name!r} is typed as a file but named as a directory")
+
+
+_RENAMING_KEYS = ("path", "linkpath", "size", "hdrcharset")
+
+
+def _renames(key: str) -> bool:
+    """A PAX key that changes which entry, of what size, a reader sees."""
+    return key in _RENAMING_KEYS or key.startswith("GNU.sparse")
 
 
 def _ambiguous(what: str) -> IntegrityError:

@@ -50,15 +50,16 @@ def header(
     return bytes(block)
 
 
-def pax_header(records: dict[str, str]) -> bytes:
+def pax_header(records: dict[str, str], kind: bytes = tarfile.XHDTYPE) -> bytes:
     body = b""
     for key, value in records.items():
         text = f" {key}={value}\n".encode()
         length = len(text) + 1
-        length += len(str(length + len(text))) - 1
+        while len(str(length)) + len(text) != length:  # the length counts its own digits
+            length = len(str(length)) + len(text)
         body += str(length).encode() + text
     padding = b"\0" * (-len(body) % 512)
-    return header("././@PaxHeader", tarfile.XHDTYPE, len(body)) + body + padding
+    return header("././@PaxHeader", kind, len(body)) + body + padding
 
 
 def evil_link() -> bytes:
@@ -105,9 +106,47 @@ def file_named_as_directory() -> bytes:
     )
 
 
+def global_size() -> bytes:
+    """GNU tar (and modelreg's reader, before) applies a global header's size to ``a``,
+    whose data is then the link's header; Go, the engines and tarfile ignore it and
+    extract the link."""
+    return (
+        pax_header({"size": "512"}, tarfile.XGLTYPE)
+        + header("model/a", tarfile.REGTYPE, 0)
+        + evil_link()
+        + END
+    )
+
+
+def typeless_directory_by_pax_path() -> bytes:
+    """A typeless entry named ``model/x`` whose PAX path is ``model/x/``: tarfile decides
+    from the name field (a file), Go from the final name (a directory)."""
+    return pax_header({"path": "model/x/"}) + header("model/x", tarfile.AREGTYPE, 0) + END
+
+
+def typeless_file_by_pax_path() -> bytes:
+    """The reverse: the name field ``model/x/`` (a directory to tarfile), the PAX path
+    ``model/x`` (an empty file to Go)."""
+    return pax_header({"path": "model/x"}) + header("model/x/", tarfile.AREGTYPE, 0) + END
+
+
+def endless_pax_size() -> bytes:
+    """A PAX size of 5,000 digits: over Python's int-parsing limit and Go's int64."""
+    return pax_header({"size": "1" * 5000}) + header("model/a", tarfile.REGTYPE, 0) + END
+
+
+def contiguous_file() -> bytes:
+    """Type 7: a regular file to tarfile, an unknown type the engines refuse to extract."""
+    return header("model/a", tarfile.CONTTYPE, 1) + b"x".ljust(512, b"\0") + END
+
+
 CRAFTED = {
     "nul-led-size": nul_led_size,
     "prefix-without-magic": prefix_without_magic,
     "two-pax-headers": two_pax_headers,
     "file-named-as-directory": file_named_as_directory,
+    "global-size": global_size,
+    "typeless-directory-by-pax-path": typeless_directory_by_pax_path,
+    "typeless-file-by-pax-path": typeless_file_by_pax_path,
+    "contiguous-file": contiguous_file,
 }

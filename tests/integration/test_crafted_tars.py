@@ -18,7 +18,7 @@ import pytest
 from helpers.cli import Cli
 from helpers.models import unique_repo
 from helpers.skips import binary_or_skip
-from helpers.tars import CRAFTED, nul_led_size, two_pax_headers
+from helpers.tars import CRAFTED, endless_pax_size, nul_led_size, two_pax_headers
 from test_import_blobs import KIT
 from test_modelpack import KITFILE, push_artifact, repository
 
@@ -43,6 +43,23 @@ def test_pull_refuses_a_layer_go_reads_differently_and_writes_nothing(
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 2 and "read differently" in lines[0], lines
     assert lines[1].startswith("hint:") and not target.exists(), lines
+
+
+def test_pull_refuses_a_pax_size_past_any_integer_limit_in_one_line(
+    stores: Stores, registry: Any, cli: Cli, tmp_path: Path
+) -> None:
+    """5,000 digits: past Python's int-parsing limit (it was a traceback) and Go's int64."""
+    name = f"{registry.host}/{unique_repo('crafted')}"
+    push_artifact(
+        repository(stores, name),
+        f"{KIT}.config.v1+json",
+        json.dumps(KITFILE).encode(),
+        [(f"{KIT}.model.v1.tar", endless_pax_size(), {})],
+    )
+    out = cli("pull", f"{name}:latest", str(tmp_path / "pulled"))
+    assert out.returncode == 6, out.stderr
+    assert "Traceback" not in out.stderr and "malformed pax size" in out.stderr
+    assert not (tmp_path / "pulled").exists()
 
 
 def _layout(layer: bytes, directory: Path) -> str:
