@@ -71,11 +71,18 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.in_flight[key] += 1
                     proxy.peak[key] = max(proxy.peak[key], proxy.in_flight[key])
+                landed = threading.Event()
+
+                def done() -> None:
+                    if not landed.is_set():
+                        landed.set()
+                        with proxy._lock:
+                            proxy.in_flight[key] -= 1
+
                 try:
-                    proxy.forward(self)
+                    proxy.forward(self, done)
                 finally:
-                    with proxy._lock:
-                        proxy.in_flight[key] -= 1
+                    done()
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -106,7 +113,9 @@ class FaultProxy:
         with self._lock:
             self.body_bytes[kind(method, path)] += count
 
-    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+    def forward(self, handler: BaseHTTPRequestHandler, done: Callable[[], None]) -> None:
+        """Pass one request on; ``done()`` just before the client can have the whole
+        answer (it may ask again at once, on another connection, before this returns)."""
         method, path = handler.command, handler.path
         fault = self._fault_for(method, path)
         length = int(handler.headers.get("Content-Length") or 0)
@@ -157,6 +166,8 @@ class FaultProxy:
                 continue
             location = value.replace(f"http://{self.upstream}", f"http://{self.host}")
             handler.send_header(name, location)
+        if method == "HEAD" or response.length == 0:
+            done()
         handler.end_headers()
         forwarded = 0
         if method != "HEAD":
@@ -191,6 +202,8 @@ class FaultProxy:
                     upstream.close()
                     _reset(handler)
                     return
+                if response.length == 0:
+                    done()
                 handler.wfile.write(chunk)
                 self._sent(method, path, len(chunk))
                 forwarded += len(chunk)
