@@ -16,12 +16,16 @@ a stream chunk by chunk (memory stays flat for any layer size) and check the
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import tempfile
 import zlib
-from typing import Any, cast
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
-from .digest import CHUNK, Readable
+from .digest import CHUNK, Readable, VerifyingReader
 from .errors import IntegrityError, InvalidInput
 from .oci import LAYER_TAR
 
@@ -55,6 +59,25 @@ def compression_of(media_type: str, what: str = "layer") -> str:
             + ", ".join(ACCEPTED_LAYER_TYPES)
             + "; this is not a model image (inspect it with 'modelreg inspect')",
         ) from None
+
+
+@contextlib.contextmanager
+def verified_first(blob: VerifyingReader, directory: Path) -> Iterator[BinaryIO]:
+    """The whole of ``blob``, checked against its digest, to be read again from its start.
+
+    A compressed layer can decode to thousands of times its size (64 KiB of zstd
+    are gigabytes of zeros), so its bytes are decoded only once they verify: a
+    substituted blob cannot fill the disk before the digest check refuses it. The
+    copy is an unnamed file in ``directory`` (the staging directory the layer is
+    unpacked into), gone when the block ends.
+    """
+    with tempfile.TemporaryFile(dir=directory) as spool:
+        buffer = memoryview(bytearray(CHUNK))
+        while count := blob.readinto(buffer):
+            spool.write(buffer[:count])
+        blob.finish()
+        spool.seek(0)
+        yield spool
 
 
 class DecodingReader:

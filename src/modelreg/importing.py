@@ -213,7 +213,7 @@ def _check_one_tree(reused: Sequence[ReusedLayer], packed: Sequence[str]) -> Non
         if twice or clash:
             name = sorted(twice or clash)[0]
             raise IntegrityError(
-                f"two layers both contain {name!r}",
+                f"two layer entries both write {name!r}",
                 "the artifact's layers overlap; pulling it fails the same way; nothing was "
                 "written at DEST",
             )

@@ -264,7 +264,7 @@ def unpack_layer(
         try:
             fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         except FileExistsError:
-            raise IntegrityError(f"two layers both contain {member.name!r}") from None
+            raise IntegrityError(f"two layer entries both write {member.name!r}") from None
         try:
             reader.copy_to(fd, member.size)
             os.fchmod(fd, mode)
@@ -324,6 +324,14 @@ def relative_path(value: str, where: str) -> PurePosixPath:
             f"{where}: file path {value!r} is not a relative path",
             "the artifact names a path outside the model directory; it was not written",
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes tarfile kept as lone surrogates
+        raise IntegrityError(
+            f"{where}: file path {value!r} is not valid UTF-8",
+            "modelreg pushes only UTF-8 file names (JSON and annotations cannot carry others); "
+            "the artifact was not written",
+        ) from None
     parts = text.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise IntegrityError(
@@ -365,4 +373,7 @@ def make_dirs(target: Path, relative: PurePosixPath) -> None:
             os.mkdir(current, 0o755)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(current).st_mode):
-                raise IntegrityError(f"layer entry conflicts with a file: {current}") from None
+                inside = current.relative_to(target).as_posix()
+                raise IntegrityError(
+                    f"a layer entry needs the file {inside!r} as a directory"
+                ) from None

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .digest import Readable, hex_part, is_digest
-from .errors import RegistryError
+from .errors import RegistryError, RegistryUnavailable
 from .oci import Descriptor
 from .store.base import Repository
 
@@ -96,6 +96,23 @@ class PartialArea:
                 return None  # another process is downloading it right now
             return None
         return handle
+
+    @contextlib.contextmanager
+    def kept_only_for_the_transport(self, digest: str) -> Iterator[None]:
+        """Forget ``digest``'s kept bytes when the block fails for any other reason.
+
+        A broken or refused connection (or an interrupted process) leaves bytes worth
+        resuming from. Any other failure — a digest mismatch, a layer refused for what
+        it holds, a full disk — may have come from the kept bytes themselves, which
+        would then be replayed into every later download of the blob, from any registry.
+        """
+        try:
+            yield
+        except (RegistryUnavailable, RegistryError):
+            raise
+        except Exception:
+            self.discard([digest])
+            raise
 
     def discard(self, digests: Iterable[str]) -> None:
         """Forget the kept bytes of ``digests`` (done with them, or they did not verify)."""

@@ -340,16 +340,15 @@ class Resolver:
             return final
         partial = PartialArea(self._stores.home / PARTIAL_DIR)
         with _scratch(final.parent) as scratch:
-            with partial.open_blob(repo, descriptor) as raw:
+            with (
+                partial.kept_only_for_the_transport(descriptor.digest),
+                partial.open_blob(repo, descriptor) as raw,
+            ):
                 reader = VerifyingReader(
                     raw, descriptor.digest, descriptor.size, f"layer {descriptor.digest}"
                 )
-                try:
-                    unpack(layer, reader, scratch)
-                    reader.finish()
-                except IntegrityError:
-                    partial.discard([descriptor.digest])
-                    raise
+                unpack(layer, reader, scratch)
+                reader.finish()
             _make_read_only(scratch)
             _publish(scratch, final)
         partial.discard([descriptor.digest])
@@ -435,13 +434,20 @@ def _link_tree(
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         target = destination / relative
-        if path.is_dir():
-            if wanted is None:
-                target.mkdir(exist_ok=True)
-        elif wanted is None or wanted(relative.as_posix()):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(path, target)
-            linked.append(relative.as_posix())
+        try:
+            if path.is_dir():
+                if wanted is None:
+                    target.mkdir(exist_ok=True)
+            elif wanted is None or wanted(relative.as_posix()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+                linked.append(relative.as_posix())
+        except (FileExistsError, NotADirectoryError):
+            raise IntegrityError(
+                f"two layer entries both write {relative.as_posix()!r}",
+                "the model's layers overlap: it is damaged or unsafe; nothing was written "
+                "(ask its publisher to re-push)",
+            ) from None
     return linked
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._json import canonical_json
-from .compression import DecodingReader, compression_of
+from .compression import DecodingReader, compression_of, verified_first
 from .copies import diff_ids, is_recompressed, labels, read_config
 from .digest import CHUNK, Readable, VerifyingReader, sha256_digest
 from .errors import IntegrityError, InvalidInput, NotFound
@@ -364,22 +364,20 @@ def unpack_model(
             opened = (
                 partial.open_blob(repository, layer) if partial else repository.open_blob(layer)
             )
-            with opened as raw:
+            kept = (
+                partial.kept_only_for_the_transport(layer.digest)
+                if partial
+                else contextlib.nullcontext()
+            )
+            with kept, opened as raw:
                 reader = VerifyingReader(
                     _Counting(raw, downloaded), layer.digest, layer.size, f"layer {layer.digest}"
                 )
-                try:
-                    if foreign:
-                        written = unpack(file_layer, reader, target, wanted)
-                    else:
-                        written = _unpack_image_layer(
-                            reader, file_layer, uncompressed, target, wanted
-                        )
-                    reader.finish()
-                except IntegrityError:
-                    if partial is not None:
-                        partial.discard([layer.digest])  # kept bytes that do not verify: gone
-                    raise
+                if foreign:
+                    written = unpack(file_layer, reader, target, wanted)
+                else:
+                    written = _unpack_image_layer(reader, file_layer, uncompressed, target, wanted)
+                reader.finish()
         except NotFound as exc:
             if exc.hint:
                 raise
@@ -414,11 +412,12 @@ def _unpack_image_layer(
     reused from another tool's artifact: ``file_layer.root``) into ``target``."""
     layer = file_layer.descriptor
     if compression_of(layer.media_type):
-        decoded = DecodingReader(
-            reader, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
-        )
-        files = _unpack_tar(decoded, target, file_layer, reader, wanted)
-        decoded.finish()
+        with verified_first(reader, target) as verified:
+            decoded = DecodingReader(
+                verified, layer.media_type, uncompressed[layer.digest], f"layer {layer.digest}"
+            )
+            files = _unpack_tar(decoded, target, file_layer, reader, wanted)
+            decoded.finish()
         return files
     if uncompressed and uncompressed[layer.digest] != layer.digest:
         raise IntegrityError(

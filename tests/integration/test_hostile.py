@@ -469,6 +469,7 @@ def escapes(sentinel: Path) -> dict[str, tuple[list[tuple[tarfile.TarInfo, bytes
         "whiteout": ([(member("model/.wh..wh..opq"), b"")], "whiteout"),
         "outside-model": ([(member("etc/cron.d/pwned"), b"x")], "outside /model"),
         "backslash": ([(member("model\\..\\..\\pwned"), b"x")], "unsafe path"),
+        "not-utf8": ([(member("model/w\udcff.bin"), b"x")], "not valid UTF-8"),
     }
 
 
@@ -498,7 +499,18 @@ def test_same_file_in_two_layers_is_refused(hostile: HostileRegistry, tmp_path: 
     overwrite = model_layer({"config.json": b'{"evil": true}\n'})
     digest, _ = hostile.add_model(REPO, [("model", GOOD), ("again", overwrite)])
     before = snapshot(tmp_path)
-    assert_refused(pull(hostile, f"@{digest}", tmp_path), 6, "two layers")
+    assert_refused(pull(hostile, f"@{digest}", tmp_path), 6, "'model/config.json'")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_file_where_another_layer_has_a_directory_is_refused(
+    hostile: HostileRegistry, tmp_path: Path
+) -> None:
+    below = model_layer({"config.json/inside": b"x"})
+    digest, _ = hostile.add_model(REPO, [("model", GOOD), ("below", below)])
+    before = snapshot(tmp_path)
+    run = pull(hostile, f"@{digest}", tmp_path, "--concurrency", "1")  # the file comes first
+    assert_refused(run, 6, "needs the file 'config.json' as a directory")
     assert snapshot(tmp_path) == before
 
 
@@ -561,6 +573,19 @@ def test_escaping_tar_layer_is_refused_by_the_resolver(
     assert fragment in caught.value.message
     assert snapshot(tmp_path) == before
     assert_cache_holds_nothing_for(seeded, layer)
+
+
+@pytest.mark.parametrize(
+    "second", [{"config.json": b"{}"}, {"config.json/inside": b"x"}], ids=["same", "below"]
+)
+def test_overlapping_layers_are_refused_by_the_resolver(
+    seed, hostile: HostileRegistry, tmp_path: Path, second: dict[str, bytes]
+) -> None:
+    seeded = seed(("model", GOOD), ("again", model_layer(second)))
+    model = seeded.resolver.resolve(f"{hostile.host}/{REPO}")
+    with pytest.raises(IntegrityError, match=r"both write 'config\.json"):
+        seeded.resolver.fetch(model)
+    assert_cache_holds_nothing_for(seeded)
 
 
 @pytest.mark.parametrize("lie", ["short", "cut", "long", "long-endless", "substituted", "garbage"])

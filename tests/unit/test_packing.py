@@ -170,7 +170,7 @@ def test_duplicate_entries_across_layers_are_refused(tmp_path: Path) -> None:
     out.mkdir()
     data = tar_with((member("model/x"), b"1"))
     unpack_layer(io.BytesIO(data), out)
-    with pytest.raises(IntegrityError, match="two layers"):
+    with pytest.raises(IntegrityError, match="two layer entries both write"):
         unpack_layer(io.BytesIO(data), out)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..digest import CHUNK, Readable
+from ..digest import CHUNK, Readable, VerifyingReader
 from ..errors import IntegrityError
 from ..oci import Descriptor
 from ..packing import make_dirs, relative_path, unpack_layer
@@ -49,16 +49,31 @@ def decoded(stream: Readable, compression: str, what: str) -> Readable:
 
 def unpack(
     layer: FileLayer,
-    stream: Readable,
+    blob: VerifyingReader,
     target: Path,
     wanted: Callable[[str], bool] | None = None,
 ) -> list[str]:
     """Write one layer's files below ``target`` (a staging directory); return their paths.
 
     Files ``wanted`` refuses (given their relative path) are read past, not written.
+    A compressed layer is decoded only after ``blob`` verified (``verified_first``);
+    the caller finishes ``blob`` either way.
     """
     where = f"layer {layer.descriptor.digest}"
-    source = decoded(stream, layer.compression, where)
+    if layer.compression:
+        from ..compression import verified_first
+
+        with verified_first(blob, target) as verified:
+            return _unpack_decoded(
+                layer, decoded(verified, layer.compression, where), target, wanted
+            )
+    return _unpack_decoded(layer, blob, target, wanted)
+
+
+def _unpack_decoded(
+    layer: FileLayer, source: Readable, target: Path, wanted: Callable[[str], bool] | None
+) -> list[str]:
+    where = f"layer {layer.descriptor.digest}"
     try:
         if layer.archive:
             return unpack_layer(source, target, root=layer.root, wanted=wanted)
@@ -80,7 +95,7 @@ def _write_raw(source: Readable, target: Path, relative: PurePosixPath) -> str:
     try:
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError:
-        raise IntegrityError(f"two layers both contain {str(relative)!r}") from None
+        raise IntegrityError(f"two layer entries both write {str(relative)!r}") from None
     try:
         while chunk := source.read(CHUNK):
             view = memoryview(chunk)
