@@ -17,7 +17,6 @@ The hostile side is :mod:`hostile_registry`; the client is the real CLI.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import subprocess
@@ -69,16 +68,11 @@ def files_below(root: Path) -> list[str]:
 
 
 def gzip_tar(entries: dict[str, bytes]) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return gzip.compress(tar_with(*((member(name), data) for name, data in entries.items())))
 
 
-HONEST = gzip_tar({"weights.bin": os.urandom(512 * 1024)})  # random: stays ~512 KiB
+HONEST_WEIGHTS = os.urandom(512 * 1024)  # random: its gzip stays ~512 KiB
+HONEST = gzip_tar({"weights.bin": HONEST_WEIGHTS})
 # ~64 KiB that decode to 64 MiB, with the paths each form puts its files at
 BOMBS = {
     "modelpack": gzip_tar({"weights.bin": bytes(64 * MiB)}),
@@ -105,8 +99,7 @@ def add_modelpack(server: HostileRegistry) -> str:
 
 def add_recompressed_image(server: HostileRegistry) -> str:
     """A model image whose layer another tool gzipped (the config keeps the tar's diff_id)."""
-    tar = gzip.decompress(HONEST)
-    renamed = gzip_tar({f"model/{n}": b for n, b in _entries(tar).items()})
+    renamed = gzip_tar({"model/weights.bin": HONEST_WEIGHTS})
     config = image_config([digest_of(gzip.decompress(renamed))], {})
     layer = Descriptor(
         LAYER_TAR_GZIP, server.add_blob(REPO, renamed), len(renamed), {ANNOTATION_TITLE: "model"}
@@ -117,14 +110,6 @@ def add_recompressed_image(server: HostileRegistry) -> str:
         artifact_type=MODEL_ARTIFACT,
     )
     return server.add_manifest(REPO, manifest.to_bytes(), IMAGE_MANIFEST, ["v1"])
-
-
-def _entries(tar: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        return {
-            m.name: archive.extractfile(m).read()  # type: ignore[union-attr]
-            for m in archive.getmembers()
-        }
 
 
 def the_layer(server: HostileRegistry) -> Descriptor:
