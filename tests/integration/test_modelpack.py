@@ -30,6 +30,20 @@ SCHEMA = json.loads(
 FILEPATH = "org.cncf.model.filepath"
 
 
+def validate(config: dict[str, Any]) -> None:
+    """The spec's schema, formats included (createdAt is a date-time)."""
+    jsonschema.Draft4Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(config)
+
+
+def test_the_schema_check_refuses_a_created_at_that_is_no_date_time() -> None:
+    config = json.loads(modelpack_config())
+    config["descriptor"]["createdAt"] = "2026-12-03T07:00:00Z"
+    validate(config)
+    config["descriptor"]["createdAt"] = "not a date"
+    with pytest.raises(jsonschema.ValidationError, match="date-time"):
+        validate(config)
+
+
 def repository(stores: Stores, name: str) -> Repository:
     return stores.repository(parse_reference(name))
 
@@ -77,7 +91,7 @@ def test_push_modelpack_is_a_spec_valid_second_manifest_over_the_same_blobs(
     assert media["model"] == "application/vnd.cncf.model.weight.v1.tar"  # holds the safetensors
     with repo.open_blob(form.config) as raw:
         config = json.loads(raw.read())
-    jsonschema.validate(config, SCHEMA)
+    validate(config)
     assert config["descriptor"]["version"] == f"v{pushed.version}"
     assert config["config"] == {"format": "safetensors", "precision": "float16", "paramSize": "2K"}
     assert config["modelfs"]["diffIds"] == [layer.digest for layer in form.layers]
@@ -113,7 +127,7 @@ def test_config_format_precision_and_size_are_detected(stores: Stores, tmp_path:
     _, data = repo.fetch_manifest(pushed.modelpack["digest"])
     with repo.open_blob(Manifest.parse(data).config) as raw:
         config = json.loads(raw.read())
-    jsonschema.validate(config, SCHEMA)
+    validate(config)
     assert config["config"] == {
         "format": "safetensors",
         "precision": "bfloat16",
@@ -242,6 +256,14 @@ def test_read_hand_built_modelpack(
                 {},
             ),
             (f"application/vnd.{ns}.model.code.v1.tar", _tar({"run.py": b"print(1)\n"}), {}),
+            (  # modctl's raw codec keeps a file's mode in its metadata, and restores it
+                f"application/vnd.{ns}.model.code.v1.raw",
+                b"#!/bin/sh\n",
+                {
+                    f"org.{ns}.model.filepath": "bin/serve.sh",
+                    f"org.{ns}.model.file.metadata+json": json.dumps({"mode": 0o755}),
+                },
+            ),
         ],
         artifact_type=f"application/vnd.{ns}.model.manifest.v1+json",
     )
@@ -251,7 +273,10 @@ def test_read_hand_built_modelpack(
         "README.md": b"# hi\n",
         "cfg/config.json": b"{}",
         "run.py": b"print(1)\n",
+        "bin/serve.sh": b"#!/bin/sh\n",
     }
+    assert (pulled.path / "bin/serve.sh").stat().st_mode & 0o777 == 0o755
+    assert (pulled.path / "w/model.safetensors").stat().st_mode & 0o777 == 0o644
     info = api.inspect(f"{name}:latest", stores=stores)
     assert info.lineage is not None
     facts = info.lineage.annotations
@@ -316,6 +341,64 @@ def test_read_and_import_a_modelkit(stores: Stores, registry: Any, tmp_path: Pat
     first = import_oci(f"{name}:latest", dest, stores=stores)
     again = import_oci(f"{name}:latest", dest, stores=stores)
     assert (first.version, again.version, again.existed) == (1, 1, True)
+
+
+def test_raw_modelkit_layers_and_a_dot_filepath_are_read_as_kit_writes_them(
+    stores: Stores, registry: Any, tmp_path: Path, cli: Cli
+) -> None:
+    """Current ``kit pack``: raw layers (plain or gzip) at their filepath with their file
+    metadata, an MCP bundle kept verbatim, and ``filepath: .`` on a tar of the context."""
+    kit = "application/vnd.kitops.modelkit"
+    name = f"{registry.host}/{unique_repo()}"
+    executable = {"org.cncf.model.file.metadata+json": json.dumps({"mode": 0o755})}
+    push_artifact(
+        repository(stores, name),
+        f"{kit}.config.v1+json",
+        json.dumps(KITFILE).encode(),
+        [
+            (f"{kit}.model.v1.raw", b"M" * 300, {FILEPATH: "model.joblib"}),
+            (
+                f"{kit}.code.v1.raw+gzip",
+                gzip.compress(b"#!/bin/sh\n"),
+                {FILEPATH: "run.sh", **executable},
+            ),
+            (f"{kit}.mcpb.v1.raw", b"PK\x05\x06" + bytes(18), {FILEPATH: "tools/server.mcpb"}),
+            (f"{kit}.docs.v1.tar", _tar({"README.md": b"# hi\n"}), {FILEPATH: "."}),
+        ],
+    )
+    pulled = api.pull(f"{name}:latest", tmp_path / "out", stores=stores)
+    assert files_of(pulled.path) == {
+        "model.joblib": b"M" * 300,
+        "run.sh": b"#!/bin/sh\n",
+        "tools/server.mcpb": b"PK\x05\x06" + bytes(18),
+        "README.md": b"# hi\n",
+    }
+    assert (pulled.path / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert (pulled.path / "model.joblib").stat().st_mode & 0o777 == 0o644
+    dest = f"{registry.host}/{unique_repo('kit-raw')}"
+    assert cli("import", f"{name}:latest", dest).returncode == 0
+    again = api.pull(f"{dest}:v1", tmp_path / "imported", stores=stores)
+    assert files_of(again.path) == files_of(pulled.path)
+
+
+def test_a_modelkit_whose_model_is_another_modelkit_is_named_as_such(
+    stores: Stores, registry: Any, cli: Cli, tmp_path: Path
+) -> None:
+    """``kit pack`` writes no model layer when the Kitfile's model is a reference."""
+    name = f"{registry.host}/{unique_repo()}"
+    parent = f"{registry.host}/base/llm:v1"
+    kitfile = {**KITFILE, "model": {"name": "llm", "path": parent}}
+    push_artifact(
+        repository(stores, name),
+        "application/vnd.kitops.modelkit.config.v1+json",
+        json.dumps(kitfile).encode(),
+        [("application/vnd.kitops.modelkit.code.v1.tar", _tar({"train.py": b"x"}), {})],
+    )
+    out = cli("pull", f"{name}:latest", str(tmp_path / "out"))
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert "another ModelKit" in lines[0] and parent in lines[1], lines
+    assert not (tmp_path / "out").exists()
 
 
 def test_import_of_our_own_form_reuses_the_blobs(

@@ -10,8 +10,9 @@ the annotation ``dev.modelreg.root=model`` tells modelreg's own reader to take
 the files from below ``model/``, as the image pull does.
 
 Reading: both namespaces (``cncf`` and the legacy ``cnai``), raw and tar layers,
-gzip and zstd. A raw layer is written to its ``filepath``; a tar by its entry
-names. Anything else is refused by name.
+gzip and zstd. A raw layer is written to its ``filepath`` (executable when its file
+metadata says so, as modctl restores it); a tar by its entry names, its ``filepath``
+only a title. Anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from ..oci import (
     layer_title,
     listed_files,
 )
-from ..packing import META_ROOT, MODEL_ROOT, relative_path
-from .layers import FileLayer
+from ..packing import META_ROOT, MODEL_ROOT
+from .layers import FileLayer, raw_file_layer, tar_title
 
 ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.model.config.v1+json"
 ARTIFACT_TYPES = (ARTIFACT_TYPE, "application/vnd.cnai.model.manifest.v1+json")
 CONFIG_MEDIA_TYPES = (CONFIG_MEDIA_TYPE, "application/vnd.cnai.model.config.v1+json")
 FILEPATH_KEYS = ("org.cncf.model.filepath", "org.cnai.model.filepath")
+FILE_METADATA_KEYS = ("org.cncf.model.file.metadata+json", "org.cnai.model.file.metadata+json")
 ANNOTATION_ROOT = "dev.modelreg.root"
 SPEC_VERSION = "v0.0.7"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -102,23 +104,11 @@ def file_layers(manifest: Manifest) -> list[FileLayer]:
             )
         packing = match.group(3)
         path = next((layer.annotations[k] for k in FILEPATH_KEYS if k in layer.annotations), "")
-        if path:
-            path = str(relative_path(path, where))
-        if packing == "raw" and not path:
-            raise IntegrityError(
-                f"{where} is a raw file with no org.cncf.model.filepath annotation",
-                "a raw layer must say where its file goes; nothing was written",
-            )
-        layers.append(
-            FileLayer(
-                layer,
-                archive=packing != "raw",
-                compression=packing.partition("+")[2],
-                path=path if packing == "raw" else "",
-                root=root,
-                title=path or layer.digest[:19],
-            )
-        )
+        if packing != "raw":
+            title = tar_title(path, layer.digest[:19])
+            layers.append(FileLayer(layer, True, packing.partition("+")[2], "", root, title))
+            continue
+        layers.append(raw_file_layer(layer, path, where, FILE_METADATA_KEYS, root=root))
     return layers
 
 
