@@ -5,7 +5,8 @@
 A proposal is stored under ``promotion.<stage>.<sequence>.pending`` and is live
 while its sequence is past the stage's committed head; an older one is stale
 (the stage moved since) and is not listed. Signers are named by the policy, and
-only signatures that verify count.
+only signatures that verify count; a record whose signed stage, sequence or
+repository is not its tag's (a signed record re-tagged by a pusher) is not listed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import IntegrityError, NotFound
+from .errors import IntegrityError, NotFound, VerificationError
 from .inventory import parse_pending_tag
 from .promotion import chain_sequences, pending_tag, read_record
+from .stages.chain import check_binding
 from .store.base import Repository
 
 if TYPE_CHECKING:
@@ -62,7 +64,10 @@ def pending_proposals(
             continue  # stale: the stage moved since
         try:
             stored = read_record(repository, pending_tag(name, sequence))
-        except (NotFound, IntegrityError):
+            # a signed record under another proposal's tag (another stage, sequence or
+            # repository) is a replay: its signatures are real, the proposal is not
+            check_binding(repository, name, sequence, stored.record)
+        except (NotFound, IntegrityError, VerificationError):
             continue
         record = stored.record
         signers: tuple[str, ...] = ()

@@ -256,6 +256,32 @@ def test_attack_rewritten_proposal_is_refused_by_approve(
     assert back.status == "pending" and back.digest == v1
 
 
+def test_attack_a_signed_record_retagged_as_a_proposal_is_not_listed_as_one(
+    stores: Stores, keys: Path, registry, repo_on_registry, tmp_path: Path
+) -> None:
+    """The pusher re-tags alice's committed record as a proposal of another stage or a
+    later sequence, or copies one from another repository: the signatures are alice's,
+    the proposal is not, and it must not show as 'signed by alice' (UI, CLI, API)."""
+    target, _, pusher = repo_on_registry
+    policy = load_policy(two_of_three(tmp_path, keys))
+    api.promote(f"{target}:v1", "production", key(keys, "alice"), policy=policy, stores=stores)
+    api.approve(f"{target}:v1", "production", key(keys, "bob"), policy=policy, stores=stores)
+    committed = pusher.digest_of(record_tag("production", 1))
+    assert committed is not None
+    pusher.tag(pending_tag("release", 7), committed)
+    pusher.tag(pending_tag("production", 5), committed)
+    other = f"{registry.host}/{unique_repo()}"
+    push_versions(stores, other, tmp_path / "other", 1)
+    copied = api.copy(f"{target}:{record_tag('production', 1)}", other, stores=stores)
+    Pusher(registry, other).tag(pending_tag("production", 3), copied.digest)
+    assert api.pending(target, policy=policy, stores=stores) == []
+    assert api.pending(other, policy=policy, stores=stores) == []
+    # an honest proposal is still listed, with its verified signer
+    api.promote(f"{target}:v2", "production", key(keys, "alice"), policy=policy, stores=stores)
+    listed = api.pending(target, policy=policy, stores=stores)
+    assert [(p.stage, p.sequence, p.signers) for p in listed] == [("production", 2, ("alice",))]
+
+
 def test_approve_shows_what_it_signs_on_stderr(
     stores: Stores, keys: Path, cli: Cli, repo_on_registry, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -852,6 +853,38 @@ def test_oversized_or_endless_tag_list_is_refused(
     assert hostile.sent.get(path, 0) < SENT_BOUND
     assert run.max_rss_kib < RSS_BOUND_KIB
     assert len(hostile.hits) < 2000
+
+
+def trickle(prefix: bytes, every: float, gate: threading.Event) -> Callable[[], Iterator[bytes]]:
+    """``prefix``, then a space every ``every`` seconds until ``gate`` is set: each byte
+    well within any read timeout, the answer never done."""
+
+    def stream() -> Iterator[bytes]:
+        yield prefix
+        while not gate.wait(every):
+            yield b" "
+
+    return stream
+
+
+def test_a_tag_list_that_trickles_is_refused_after_its_grace(
+    hostile: HostileRegistry, tmp_path: Path
+) -> None:
+    """A read timeout bounds the wait for the next byte only: this answer kept a pull
+    (and a web UI's worker thread) for ever. With --timeout 1 the grace is 3 s."""
+    honest_model(hostile, tags=("v1",))
+    body = trickle(b'{"name":"x","tags":[', 0.5, hostile.gate())
+    hostile.override(
+        f"/v2/{REPO}/tags/list", Reply(200, body, {"Content-Type": "application/json"}, None)
+    )
+    started = time.monotonic()
+    run = run_cli(
+        "--timeout", "1", "pull", f"{hostile.host}/{REPO}", str(tmp_path / "out"),
+        cwd=tmp_path, timeout=90,
+    )  # fmt: skip
+    assert_refused(run, 5, "too slowly")
+    assert time.monotonic() - started < 45
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_resolver_refuses_an_endless_tag_list(seed, hostile: HostileRegistry) -> None:

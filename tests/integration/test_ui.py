@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,28 @@ def test_security_headers_on_every_answer(ui: UiProcess) -> None:
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
     assert get(ui, "/nowhere").status_code == 404
     assert get(ui, "/repo", name="Bad Name").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("evil.example:8080", 400),  # DNS rebinding: the attacker's name, our address
+        ("127.0.0.1.evil.example", 400),
+        ("localhost.evil.example:80", 400),
+        ("", 400),
+        ("localhost", 200),
+        ("LOCALHOST:8080", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:8080", 200),
+        ("10.0.0.7:8080", 200),  # an address names this machine (a --host bind)
+    ],
+)
+def test_only_addresses_and_localhost_are_answered(ui: UiProcess, host: str, status: int) -> None:
+    answer = requests.get(ui.url, headers={"Host": host}, timeout=30)
+    assert answer.status_code == status, answer.text
+    assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+    if status == 400:
+        assert "Host" in answer.text and "fraud" not in answer.text
 
 
 def test_repository_page_stages_verified_now(ui: UiProcess, scene: Scene) -> None:
@@ -246,6 +269,8 @@ def test_version_page(ui: UiProcess, scene: Scene) -> None:
     assert '"num">9.0 MiB</td>' in big and "own layer" in big  # its layer's size, no read
     records = text.split('id="records"', 1)[1]
     assert "production #1 promote" in records and "production #3 rollback" in records
+    lineage = text.split('id="lineage"', 1)[1].split("</section>", 1)[0]
+    assert "loss" in lineage and not re.search(r"\d\.\d{14,}", lineage)  # no 0.17500000000000002
     by_digest = get(ui, "/version", name=scene.fraud, digest=digest).text
     assert "weights.bin" in by_digest
     assert get(ui, "/version", name=scene.fraud, v="99").status_code == 404
@@ -337,6 +362,53 @@ def test_hostile_registry_gives_error_panels(
         broken = requests.get(server.url, timeout=60)
         assert broken.status_code == 200 and "catalog is not valid JSON" in broken.text
         assert requests.get(server.url + "static/style.css").status_code == 200  # still up
+    finally:
+        code, err = server.interrupt()
+    assert code == 0 and "Traceback" not in err
+
+
+def test_a_registry_that_trickles_gets_an_error_panel_not_the_whole_ui(
+    hostile: HostileRegistry, tmp_path: Path, keys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One repository whose tag list sends a byte every half second (each well within
+    the read timeout, the answer never done) held every page and thread; now it is an
+    error panel after its grace (3 x --timeout), and the rest of the UI answers."""
+    import threading
+
+    from helpers.hostile_registry import build_model
+
+    monkeypatch.setenv("MODELREG_TIMEOUT", "1")
+    data, blobs = build_model([("model", b"\0" * 1024)])
+    for blob in blobs:
+        hostile.add_blob("ml/ok", blob)
+    hostile.add_manifest("ml/ok", data, IMAGE_MANIFEST, ["v1"])
+    hostile.override(
+        "/v2/_catalog", Reply(200, json.dumps({"repositories": ["ml/ok", "ml/slow"]}).encode())
+    )
+    gate = hostile.gate()
+
+    def trickle() -> Iterator[bytes]:
+        yield b'{"name":"ml/slow","tags":['
+        while not gate.wait(0.5):
+            yield b" "
+
+    hostile.override("/v2/ml/slow/tags/list", Reply(200, trickle, {}, None))
+    server = UiProcess(tmp_path / "home", hostile.host, "--trust", str(keys / "alice.pub"))
+    try:
+        slow = f"{hostile.host}/ml/slow"
+        stuck = [
+            threading.Thread(target=requests.get, args=(server.url + "repo",),
+                             kwargs={"params": {"name": slow}, "timeout": 60})
+            for _ in range(45)
+        ]  # fmt: skip
+        for thread in stuck:  # more than the server's worker threads
+            thread.start()
+        home = requests.get(server.url, timeout=60)
+        assert home.status_code == 200 and "too slowly" in home.text
+        ok = requests.get(server.url + "repo", params={"name": f"{hostile.host}/ml/ok"}, timeout=60)
+        assert ok.status_code == 200 and "v1" in ok.text
+        for thread in stuck:
+            thread.join(60)
     finally:
         code, err = server.interrupt()
     assert code == 0 and "Traceback" not in err

@@ -102,7 +102,9 @@ def ui(
     import sys
 
     sys.stdout.flush()
-    config = uvicorn.Config(application, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        application, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import IntegrityError, RegistryUnavailable
 from .base import BytesCallback
+from .pacing import read_paced
 
 if TYPE_CHECKING:
     import requests
@@ -58,6 +59,20 @@ class ResponseBody:
                 data = self._raw.read(amount, decode_content=self._decode)
         self._account(len(data), wanted=size != 0)
         return data
+
+    def read_small(self, limit: int, grace: float) -> bytes:
+        """Up to ``limit`` bytes of a small answer, which must not trickle (``pacing``)."""
+
+        def read1(size: int) -> bytes:
+            with self._guard():
+                if self._fp is not None:
+                    piece = self._fp.read1(size)
+                else:
+                    piece = self._raw.read1(size, decode_content=self._decode)
+            self._account(len(piece), wanted=True)
+            return piece
+
+        return read_paced(read1, limit, grace, self._host)
 
     def readinto(self, buffer: memoryview | bytearray, /) -> int:
         """Fill ``buffer`` in pieces, handing out what arrived before a break.

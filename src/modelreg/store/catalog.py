@@ -70,7 +70,7 @@ def registry_repositories(transport: Transport, prefix: str = "") -> list[str]:
                     f"registry {host}: listing repositories: HTTP {response.status_code}{detail}",
                     _name_them_hint(host),
                 )
-            data = read_body(response, MAX_CATALOG_PAGE_BYTES)
+            data = read_body(response, MAX_CATALOG_PAGE_BYTES, transport.answer_grace)
             if len(data) > MAX_CATALOG_PAGE_BYTES:
                 raise IntegrityError(
                     f"registry {host}: a catalog page is over {MAX_CATALOG_PAGE_BYTES} bytes",

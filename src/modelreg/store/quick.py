@@ -12,9 +12,12 @@ import json
 import re
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .pacing import read_paced
 
 if TYPE_CHECKING:
     import requests
@@ -24,12 +27,14 @@ QUICK_LIMIT = 4 * 1024 * 1024  # manifests are at most 4 MiB; bigger answers tak
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
 
 
-def read_body(response: QuickResponse | requests.Response, limit: int) -> bytes:
-    """Up to ``limit + 1`` bytes of a body from ``Transport.quick`` (so callers see "too big")."""
+def read_body(response: QuickResponse | requests.Response, limit: int, grace: float) -> bytes:
+    """Up to ``limit + 1`` bytes of a body from ``Transport.quick`` (so callers see "too big"),
+    which must not trickle (``pacing``)."""
     if isinstance(response, QuickResponse):
         return response.content[: limit + 1]
-    data: bytes = response.raw.read(limit + 1, decode_content=True)
-    return data
+    raw = response.raw
+    host = urllib.parse.urlsplit(response.url).netloc
+    return read_paced(lambda size: raw.read1(size, decode_content=True), limit + 1, grace, host)
 
 
 class QuickResponse:
@@ -71,13 +76,18 @@ def exchange(
     target: str,
     data: bytes | None,
     headers: Mapping[str, str],
+    grace: float,
 ) -> tuple[http.client.HTTPResponse, bytes]:
-    """One request on ``connection`` and up to ``QUICK_LIMIT + 1`` bytes of its answer."""
+    """One request on ``connection`` and up to ``QUICK_LIMIT + 1`` bytes of its answer,
+    which must not trickle (``pacing``)."""
     connection.request(method, target, body=data, headers=headers)
     answer = connection.getresponse()
     # read even a HEAD answer (b""): http.client refuses the next response on this
     # connection until this one is closed
-    return answer, answer.read(QUICK_LIMIT + 1)
+    body = read_paced(answer.read1, QUICK_LIMIT + 1, grace, connection.host)
+    if answer.length == 0:
+        answer.close()  # read1 (unlike read) leaves a fully read answer open
+    return answer, body
 
 
 def plain_answer(

@@ -500,7 +500,8 @@ class RemoteRepository:
         if isinstance(response, QuickResponse):
             data = response.content[: limit + 1]
         else:
-            data = ResponseBody(response, self.transport.host, what, decode=True).read(limit + 1)
+            body = ResponseBody(response, self.transport.host, what, decode=True)
+            data = body.read_small(limit + 1, self.transport.answer_grace)
         if len(data) > limit:
             raise IntegrityError(f"{what} is over the {limit} byte limit", hint)
         return data

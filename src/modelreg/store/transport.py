@@ -310,6 +310,11 @@ class Transport:
 
     # ----- the quick path ------------------------------------------------------------
 
+    @property
+    def answer_grace(self) -> float:
+        """Seconds a small answer may take beyond its bytes' time at the slowest pace."""
+        return 3 * self.options.timeout
+
     def quick(
         self,
         method: str,
@@ -360,7 +365,7 @@ class Transport:
                 self.base_url, timeout, lambda: self._ssl_context or default_tls(), fresh=fresh
             )
             try:
-                answer, body = exchange(connection, method, target, data, send)
+                answer, body = exchange(connection, method, target, data, send, self.answer_grace)
             except TimeoutError:
                 connection.close()
                 if not self.answered:

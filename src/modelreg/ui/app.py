@@ -13,34 +13,23 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..cli._output import human_size
 from ..errors import InvalidInput, ModelregError, NotFound
 from ..store import Stores
 from . import charts, views
+from .guards import LocalHostsOnly, SecurityHeaders
 from .sources import Sources
 
 if TYPE_CHECKING:
     from ..policy import TrustPolicy
 
 _HERE = Path(__file__).parent
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 _STATUS = {InvalidInput: 400, NotFound: 404}
 
 
@@ -207,26 +196,5 @@ def create_app(stores: Stores, sources: Sources, policy: TrustPolicy | None) -> 
     return Starlette(
         routes=routes,
         exception_handlers={404: not_found},
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders), Middleware(LocalHostsOnly)],
     )
-
-
-class SecurityHeaders:
-    """Adds the CSP and friends to every response, static files and errors included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for header, value in SECURITY_HEADERS.items():
-                    headers[header] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
