@@ -226,11 +226,13 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
 
 
 def _optional_str(value: Any, where: str) -> str | None:
+    """An optional string field; an empty one says as little as a missing one (and is
+    written back as missing, so a parsed manifest reads the same after ``to_bytes``)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise IntegrityError(f"{where} must be a string")
-    return value
+    return value or None
 
 
 @dataclass(frozen=True)
