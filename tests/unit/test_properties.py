@@ -228,9 +228,7 @@ def test_manifest_parse_of_manifests_with_any_text(manifest: Manifest) -> None:
 @pytest.mark.parametrize("where", ["manifest", "config"])
 def test_an_empty_artifact_type_reads_as_none_and_round_trips(where: str) -> None:
     """Found by the property below: "" parsed as "", was written back as missing."""
-    body = json.loads(
-        Manifest(Descriptor("application/x", "sha256:" + "0" * 64, 0), ()).to_bytes()
-    )
+    body = json.loads(Manifest(Descriptor("application/x", "sha256:" + "0" * 64, 0), ()).to_bytes())
     (body if where == "manifest" else body["config"])["artifactType"] = ""
     manifest = parse_or_refuse(encode(body))
     assert manifest is not None
