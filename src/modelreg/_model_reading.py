@@ -35,7 +35,7 @@ def model_info(
     if formats.form_of(manifest) != formats.IMAGE:
         lineage = formats.read_lineage(repository, manifest)
         assert lineage is not None
-        files = formats.files_of(manifest)
+        files = formats.files_of(repository, manifest)
     else:
         lineage = read_lineage(repository, manifest)
         files = model_files(manifest)

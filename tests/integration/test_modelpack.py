@@ -100,6 +100,21 @@ def test_push_modelpack_is_a_spec_valid_second_manifest_over_the_same_blobs(
     # modelreg's own reader lays the files out as the image pull does
     pulled = api.pull(f"{target}:{pushed.modelpack['tag']}", tmp_path / "ours", stores=stores)
     assert files_of(pulled.path) == files_of(model_dir)
+    # inspect and show list those files (through its image), not the layers' filepaths
+    shown = api.inspect(f"{target}:{pushed.modelpack['tag']}", stores=stores)
+    assert set(shown.files) == set(files_of(model_dir))
+    # a form naming that image as subject over other blobs gets no say from the image
+    other = _tar({"other.bin": b"o"})
+    digest = sha256_digest(other)
+    repo.push_blob([other], len(other), digest)
+    forged = Manifest(
+        form.config,
+        (Descriptor("application/vnd.cncf.model.weight.v1.tar", digest, len(other)),),
+        artifact_type=form.artifact_type,
+        subject=form.subject,
+    )
+    repo.push_manifest(forged.to_bytes(), IMAGE_MANIFEST, ["forged"])
+    assert set(api.inspect(f"{target}:forged", stores=stores).files) == {digest[:19]}
 
 
 def test_config_format_precision_and_size_are_detected(stores: Stores, tmp_path: Path) -> None:

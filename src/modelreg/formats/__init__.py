@@ -121,22 +121,42 @@ def read_lineage(repository: Repository, manifest: Manifest) -> Lineage | None:
     form = form_of(manifest)
     if form == IMAGE:
         return None
-    if form == MODELPACK and manifest.subject is not None:
+    image = own_image(repository, manifest)
+    if image is not None:
         from .._model_reading import read_lineage as image_lineage
-        from ..errors import NotFound
 
-        try:
-            _, data = repository.fetch_manifest(manifest.subject.digest)
-            image = Manifest.parse(data, f"subject {manifest.subject.digest}")
-        except (NotFound, IntegrityError):
-            image = None
-        if image is not None and form_of(image) == IMAGE:
-            return image_lineage(repository, image)
+        return image_lineage(repository, image)
     return lineage_from_facts(read_facts(repository, manifest))
 
 
-def files_of(manifest: Manifest) -> dict[str, str]:
-    """A foreign form's layers: file path (or layer title) → layer digest."""
+def own_image(repository: Repository, manifest: Manifest) -> Manifest | None:
+    """The modelreg image a ModelPack form was written over: its ``subject``, when that is
+    an image in the repository whose file layers are exactly this form's blobs."""
+    if form_of(manifest) != MODELPACK or manifest.subject is None:
+        return None
+    from ..errors import NotFound
+    from ..transfer import model_layers
+
+    try:
+        _, data = repository.fetch_manifest(manifest.subject.digest)
+        image = Manifest.parse(data, f"subject {manifest.subject.digest}")
+    except (NotFound, IntegrityError):
+        return None
+    if form_of(image) != IMAGE:
+        return None
+    ours = {layer.digest for layer in manifest.layers}
+    return image if {layer.digest for layer in model_layers(image)} == ours else None
+
+
+def files_of(repository: Repository, manifest: Manifest) -> dict[str, str]:
+    """A foreign form's files: path → content identity, as ``model_files`` gives for an
+    image (modelreg's own ModelPack form: its image's list); else each layer's file path
+    or title → layer digest (a tar's files are not listed without reading it)."""
+    image = own_image(repository, manifest)
+    if image is not None:
+        from .._model_reading import model_files
+
+        return model_files(image)
     return {layer.path or layer.title: layer.descriptor.digest for layer in file_layers(manifest)}
 
 
