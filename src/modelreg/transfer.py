@@ -343,6 +343,8 @@ def unpack_model(
         ids = diff_ids(config, manifest)
         uncompressed = dict(zip((x.digest for x in manifest.layers), ids, strict=True))
     file_layers = formats.file_layers(manifest)
+    if foreign and not file_layers:  # as import says: an empty DEST is no model
+        raise IntegrityError(f"{what} holds no files", "nothing to pull; nothing was written")
     if uncompressed:  # a copy that dropped the layer annotations: the config still says
         file_layers = reuse.with_config_roots(file_layers, uncompressed, labels(config))
     chosen = {

@@ -465,6 +465,7 @@ RAW = "application/vnd.cncf.model.weight.v1.raw"
     ("layers", "kit", "message"),
     [
         ([(RAW, b"x", {FILEPATH: "../x"})], False, "escapes the model directory"),
+        ([], False, "holds no files"),
         ([(RAW, b"x", {FILEPATH: "/etc/x"})], False, "is not a relative path"),
         ([(RAW, b"x", {})], False, "no org.cncf.model.filepath"),
         (
