@@ -29,13 +29,12 @@ from typing import Any
 from . import _open, _push_parts, api, formats
 from .copying import copy_blobs
 from .digest import VerifyingReader
-from .errors import IntegrityError, InvalidInput, NotFound
-from .formats import modelpack
+from .errors import IntegrityError, InvalidInput
 from .formats.layers import FileLayer, unpack
 from .formats.reuse import ReusedLayer, at_root_label, check_layer, fit_file_lists
 from .hashcache import DigestCache, fingerprint
 from .lineage import Lineage
-from .oci import EMPTY_JSON_BYTES, Manifest
+from .oci import EMPTY_JSON_BYTES
 from .packing import MODEL_ROOT, plan_layers, scan_model
 from .reference import Reference, as_reference
 from .safetensors import describe_model
@@ -84,8 +83,8 @@ def import_oci(
                 f"{where} is a modelreg image already, not a ModelPack or ModelKit",
                 "copy it instead: modelreg copy SOURCE DEST",
             )
-        image = _own_image(src_repo, manifest)
-        if image is not None:
+        if manifest.subject is not None and formats.own_image(src_repo, manifest) is not None:
+            image = manifest.subject.digest
             copied = api.copy(f"{src_repo.name}@{image}", destination, stores=stores)
             found = api.inspect(copied.reference, stores=stores)
             return ImportResult(
@@ -253,24 +252,6 @@ def _publish(
         aliases=aliases,
         record_blob_present=True,
     )
-
-
-def _own_image(repository: Any, manifest: Manifest) -> str | None:
-    """The image a ModelPack form modelreg wrote stands for, when it is in the repository."""
-    if formats.form_of(manifest) != formats.MODELPACK or manifest.subject is None:
-        return None
-    try:
-        _, data = repository.fetch_manifest(manifest.subject.digest)
-        image = Manifest.parse(data, f"subject {manifest.subject.digest}")
-    except (NotFound, IntegrityError):
-        return None
-    if formats.form_of(image) != formats.IMAGE:
-        return None
-    # only when the form is exactly that image's files: a subject alone proves nothing
-    ours = [layer.digest for layer in modelpack.image_file_layers(image)]
-    if [layer.digest for layer in manifest.layers] != ours:
-        return None
-    return manifest.subject.digest
 
 
 def _learn_digests(staging: Path, cache: DigestCache) -> None:

@@ -135,7 +135,6 @@ def own_image(repository: Repository, manifest: Manifest) -> Manifest | None:
     if form_of(manifest) != MODELPACK or manifest.subject is None:
         return None
     from ..errors import NotFound
-    from ..transfer import model_layers
 
     try:
         _, data = repository.fetch_manifest(manifest.subject.digest)
@@ -144,8 +143,9 @@ def own_image(repository: Repository, manifest: Manifest) -> Manifest | None:
         return None
     if form_of(image) != IMAGE:
         return None
-    ours = {layer.digest for layer in manifest.layers}
-    return image if {layer.digest for layer in model_layers(image)} == ours else None
+    # only when the form is exactly that image's files, in order: a subject alone proves nothing
+    ours = [layer.digest for layer in modelpack.image_file_layers(image)]
+    return image if [layer.digest for layer in manifest.layers] == ours else None
 
 
 def files_of(repository: Repository, manifest: Manifest) -> dict[str, str]:

@@ -64,11 +64,8 @@ class ResponseBody:
         """Up to ``limit`` bytes of a small answer, which must not trickle (``pacing``)."""
 
         def read1(size: int) -> bytes:
-            with self._guard():
-                if self._fp is not None:
-                    piece = self._fp.read1(size)
-                else:
-                    piece = self._raw.read1(size, decode_content=self._decode)
+            with self._guard():  # through urllib3 (raw or decoded): small answers only
+                piece = self._raw.read1(size, decode_content=self._decode)
             self._account(len(piece), wanted=True)
             return piece
 
