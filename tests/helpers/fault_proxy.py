@@ -10,10 +10,13 @@ request in order and how many times that method and path class was seen.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import socket
 import struct
+import termios
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -186,6 +189,7 @@ class FaultProxy:
                     handler.wfile.flush()
                     upstream.close()
                     self._record(method, path, "response cut")
+                    _delivered(handler.connection)  # the cut comes after the bytes, always
                     _reset(handler)
                     return
                 if (
@@ -216,6 +220,18 @@ def _drain(handler: BaseHTTPRequestHandler, length: int) -> None:
         if not chunk:
             return
         length -= len(chunk)
+
+
+def _delivered(connection: socket.socket, bound: float = 10.0) -> None:
+    """Wait until the client's kernel has acknowledged every byte sent (Linux SIOCOUTQ):
+    a reset discards what is still queued, so under load a cut "after N bytes" delivered
+    fewer, by however much the client was behind."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        unsent = struct.unpack("i", fcntl.ioctl(connection, termios.TIOCOUTQ, b"\0" * 4))[0]
+        if unsent == 0:
+            return
+        time.sleep(0.01)
 
 
 def _reset(handler: BaseHTTPRequestHandler) -> None:
